@@ -1,0 +1,22 @@
+"""Where Customs Lab keeps its run-time data (database, reports, device links, logs)."""
+
+import os
+import pathlib
+
+
+def data_dir(explicit: str = '') -> pathlib.Path:
+    """Return the data directory, creating it if needed.
+
+    In order: `explicit` (a node parameter), $CUSTOMS_LAB_DATA_DIR, $XDG_DATA_HOME/customs_lab,
+    ~/.local/share/customs_lab.
+    """
+    if explicit:
+        path = pathlib.Path(explicit)
+    elif os.environ.get('CUSTOMS_LAB_DATA_DIR'):
+        path = pathlib.Path(os.environ['CUSTOMS_LAB_DATA_DIR'])
+    else:
+        xdg = os.environ.get('XDG_DATA_HOME') or os.path.join(os.path.expanduser('~'), '.local', 'share')
+        path = pathlib.Path(xdg) / 'customs_lab'
+    path = path.expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,76 @@
+"""Cut a portal's frame stream into passages: frames while the lane is occupied, one per subject.
+
+Frames while the lane is empty teach the background estimator; frames while it is occupied are
+collected; when occupancy ends, the passage is complete. Core module: no ROS.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The frames of one subject's passage through a portal."""
+
+    subject_id: str          # as the lane reader read it ('' if nothing was read)
+    counts: np.ndarray       # (frames, channels)
+    live_times: np.ndarray   # (frames,) s
+    start_time: float        # s, stamp of the first frame
+    end_time: float          # s, stamp of the last frame
+    first_seq: int
+    last_seq: int
+
+
+class PassageTracker:
+    """Feed frames in order; get a Passage back when the lane empties."""
+
+    def __init__(self, background_estimator, max_frames: int = 6000):
+        self.background = background_estimator
+        self.max_frames = max_frames
+        self._frames, self._live, self._seqs = [], [], []
+        self._subject_id = ''
+        self._start = 0.0
+        self.rejected_frames = 0
+        self.last_rejection = ''
+
+    @property
+    def in_passage(self) -> bool:
+        """Return True while frames of an occupied lane are being collected."""
+        return bool(self._frames)
+
+    def set_subject(self, subject_id: str):
+        """Record what the lane reader read for the subject now entering."""
+        self._subject_id = subject_id
+
+    def feed(self, stamp: float, seq: int, counts, live_time: float, occupied: bool):
+        """Add one frame. Return a completed Passage, or None.
+
+        A frame with a non-finite or non-positive live time, or negative / non-finite counts, is
+        rejected (counted in rejected_frames, reason in last_rejection) and changes nothing.
+        """
+        counts = np.asarray(counts, dtype=float)
+        if not math.isfinite(live_time) or live_time <= 0 or not np.all(np.isfinite(counts)) \
+                or np.any(counts < 0):
+            self.rejected_frames += 1
+            self.last_rejection = f'frame {seq}: live time {live_time}, counts {counts.tolist()}'
+            return None
+        if occupied:
+            if not self._frames:
+                self._start = stamp
+            self._frames.append(counts)
+            self._live.append(live_time)
+            self._seqs.append(seq)
+            if len(self._frames) >= self.max_frames:  # a subject parked in the lane: cut here
+                return self._complete(stamp)
+            return None
+        passage = self._complete(stamp) if self._frames else None
+        self.background.update(counts, live_time)
+        return passage
+
+    def _complete(self, stamp: float) -> Passage:
+        passage = Passage(self._subject_id, np.array(self._frames), np.array(self._live),
+                          self._start, stamp, self._seqs[0], self._seqs[-1])
+        self._frames, self._live, self._seqs = [], [], []
+        return passage

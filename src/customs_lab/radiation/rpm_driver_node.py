@@ -1,0 +1,243 @@
+"""Radiation portal monitor driver: a lifecycle node that reads the RPM serial protocol over pyserial.
+
+Publishes each counts frame as customs_interfaces/RadiationCounts on `counts` (in the device's
+namespace), with the lane's occupancy and the subject id the lane reader read, and one status per
+device on /diagnostics: link state, frames, CRC and framing errors, lost frames (sequence gaps),
+high voltage and temperature. Serial I/O runs on its own thread, never on the executor. A cable
+that is unplugged (port gone, read error) is reopened every `reconnect_period` seconds; corrupt
+lines are counted and dropped, good ones around them are kept.
+
+Lifecycle: configure (parameters, publisher), activate (open the port, start reading),
+deactivate (stop reading, close the port), cleanup. With autostart (default) the node configures
+and activates itself, as a lifecycle manager would.
+"""
+
+import pathlib
+import threading
+import time
+
+from customs_interfaces.msg import RadiationCounts
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import QoSProfile
+import serial
+
+from customs_lab.common.data_dir import data_dir
+from customs_lab.common.node_support import declare, Diagnostics, run_node, subject_to_msg
+from customs_lab.common.subjects import Subject, SubjectKind
+from customs_lab.radiation import protocol
+
+
+def resolve_port(port: str, data_directory: str = '') -> str:
+    """Return the device path: absolute as given, or a name under <data_dir>/dev (simulated devices)."""
+    if port.startswith('/'):
+        return port
+    return str(data_dir(data_directory) / 'dev' / port)
+
+
+class RpmDriver(LifecycleNode):
+    """Read an RPM over a serial port and publish its frames."""
+
+    def __init__(self):
+        super().__init__('rpm_driver')
+        declare(self, 'port', 'portal_lane_1',
+                'Serial device: an absolute path (/dev/ttyUSB0) or a name under <data_dir>/dev/')
+        declare(self, 'baudrate', 115200, 'Serial speed, bit/s', minimum=1200, maximum=4_000_000)
+        declare(self, 'sensor_id', 'rpm/portal_lane_1', 'Hardware id on /diagnostics and in messages')
+        declare(self, 'frame_id', 'portal_lane_1', 'Frame of the device (its lane along +x)')
+        declare(self, 'subject_kind', 'container',
+                'What passes the lane: container (ISO 6346 ids) or parcel (waybills)')
+        declare(self, 'reconnect_period', 1.0, 'Wall s between attempts to reopen a lost port',
+                minimum=0.05, maximum=60.0)
+        declare(self, 'silence_timeout', 2.0, 'Wall s without a line before the device is silent',
+                minimum=0.1, maximum=60.0)
+        declare(self, 'data_dir', '', 'Data directory for relative ports (empty: default)')
+        declare(self, 'autostart', True, 'Configure and activate at start-up')
+        self._thread = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._publisher = None
+        self.diagnostics = None
+
+    # lifecycle -----------------------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        """Read parameters and create the publisher and diagnostics."""
+        get = self.get_parameter
+        kind = get('subject_kind').value
+        if kind not in ('container', 'parcel'):
+            self.get_logger().error(f'subject_kind must be container or parcel, not {kind!r}')
+            return TransitionCallbackReturn.FAILURE
+        self.subject_kind = SubjectKind.CONTAINER if kind == 'container' else SubjectKind.PARCEL
+        self.port = resolve_port(get('port').value, get('data_dir').value)
+        self.baudrate = get('baudrate').value
+        self.sensor_id = get('sensor_id').value
+        self.frame_id = get('frame_id').value
+        self.reconnect_period = get('reconnect_period').value
+        self.silence_timeout = get('silence_timeout').value
+        self._publisher = self.create_lifecycle_publisher(RadiationCounts, 'counts',
+                                                          QoSProfile(depth=100))
+        if self.diagnostics is None:
+            self.diagnostics = Diagnostics(self)
+        self._reset_stats()
+        self._report('configured', Diagnostics.OK)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Start the reader thread (it opens the port and keeps it open)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._read_loop, name='rpm_serial', daemon=True)
+        self._thread.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        """Stop reading and close the port."""
+        self._stop_thread()
+        self._report('inactive', Diagnostics.WARN)
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        """Release the publisher."""
+        self._stop_thread()
+        if self._publisher is not None:
+            self.destroy_lifecycle_publisher(self._publisher)
+            self._publisher = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        """Stop reading."""
+        self._stop_thread()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_thread(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    # serial I/O (reader thread) ------------------------------------------------------------
+    def _reset_stats(self):
+        self.stats = {'frames': 0, 'lost_frames': 0, 'reconnects': 0, 'status_lines': 0}
+        self.decoder = protocol.LineDecoder()
+        self.panel_ids = ()
+        self.device_status = None
+        self._expected_seq = None
+        self._subject_id = ''
+        self._last_line = None
+        self._link_state = 'closed'
+
+    def _read_loop(self):
+        link = None
+        while not self._stop.is_set():
+            if link is None:
+                link = self._open()
+                if link is None:
+                    self._stop.wait(self.reconnect_period)
+                    continue
+            try:
+                data = link.read(4096)
+            except (serial.SerialException, OSError) as error:
+                self._link_state = f'read failed: {error}'
+                self._report(f'link lost ({error}); reconnecting', Diagnostics.ERROR)
+                link.close()
+                link = None
+                continue
+            now = time.monotonic()
+            if data:
+                for frame in self.decoder.feed(data):
+                    self._handle(frame)
+                self._last_line = now
+            silent = self._last_line is None or now - self._last_line > self.silence_timeout
+            self._report_health(silent)
+        if link is not None:
+            link.close()
+
+    def _open(self):
+        if not pathlib.Path(self.port).exists():
+            self._link_state = f'{self.port} does not exist'
+            self._report(f'device missing: {self.port} (retrying)', Diagnostics.ERROR)
+            return None
+        try:
+            link = serial.Serial(self.port, self.baudrate, timeout=0.1)
+            link.reset_input_buffer()
+            link.write(protocol.encode(protocol.StatusRequest()))
+        except (serial.SerialException, OSError) as error:
+            self._link_state = f'open failed: {error}'
+            self._report(f'cannot open {self.port}: {error} (retrying)', Diagnostics.ERROR)
+            return None
+        self.stats['reconnects'] += 1
+        self._link_state = 'open'
+        self._expected_seq = None
+        self._last_line = time.monotonic()
+        self.get_logger().info(f'opened {self.port} at {self.baudrate} bit/s')
+        return link
+
+    def _handle(self, frame):
+        if isinstance(frame, protocol.StatusRequest):
+            return
+        if self._expected_seq is not None and frame.seq != self._expected_seq:
+            self.stats['lost_frames'] += (frame.seq - self._expected_seq) % 2 ** 32
+        self._expected_seq = (frame.seq + 1) % 2 ** 32
+        if isinstance(frame, protocol.StatusFrame):
+            self.stats['status_lines'] += 1
+            self.device_status = frame
+            self.panel_ids = frame.panel_ids
+        elif isinstance(frame, protocol.OccupancyFrame):
+            self._subject_id = frame.subject_id if frame.occupied else ''
+        elif isinstance(frame, protocol.CountsFrame):
+            self.stats['frames'] += 1
+            self._publish_counts(frame)
+
+    def _publish_counts(self, frame: protocol.CountsFrame):
+        msg = RadiationCounts(sensor_id=self.sensor_id, sequence=frame.seq,
+                              live_time=frame.live_time, gamma_counts=list(frame.counts),
+                              occupied=frame.occupied)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        ids = self.panel_ids if len(self.panel_ids) == len(frame.counts) else \
+            tuple(f'ch{i}' for i in range(len(frame.counts)))
+        msg.gamma_panel_ids = list(ids)
+        if frame.occupied and self._subject_id:
+            msg.subject = subject_to_msg(Subject(self.subject_kind, self._subject_id))
+        if self._publisher is not None:
+            self._publisher.publish(msg)
+
+    # diagnostics ---------------------------------------------------------------------------
+    def _report_health(self, silent: bool):
+        errors = self.decoder.errors
+        if silent:
+            level, message = Diagnostics.ERROR, 'device silent'
+        elif self.decoder.error_count or self.stats['lost_frames']:
+            level, message = Diagnostics.WARN, f'{self.decoder.error_count} bad lines, ' \
+                f"{self.stats['lost_frames']} lost frames (last: {self.decoder.last_error})"
+        else:
+            level, message = Diagnostics.OK, 'receiving'
+        self._report(message, level)
+
+    def _report(self, message: str, level):
+        if self.diagnostics is None:
+            return
+        values = {'port': getattr(self, 'port', ''), 'link': getattr(self, '_link_state', '')}
+        if hasattr(self, 'stats'):
+            values.update(self.stats)
+            values.update({f'{k}_errors': v for k, v in self.decoder.errors.items()})
+        status = getattr(self, 'device_status', None)
+        if status is not None:
+            values.update({'model': status.model, 'serial': status.serial,
+                           'hv_volts': status.hv_volts, 'temperature': status.temperature})
+        with self._lock:
+            self.diagnostics.update(f'rpm_driver: {self.get_parameter("sensor_id").value}',
+                                    self.get_parameter('sensor_id').value, level, message, values)
+
+
+def _autostart(node: RpmDriver):
+    if node.get_parameter('autostart').value:
+        node.trigger_configure()
+        node.trigger_activate()
+
+
+def main(args=None):
+    """Run the RPM driver."""
+    return run_node(RpmDriver, args, after_create=_autostart)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

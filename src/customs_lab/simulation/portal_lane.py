@@ -1,0 +1,168 @@
+"""A radiation portal monitor's lane: subjects pass one at a time, panels count Poisson photons.
+
+The lane runs along the device frame's +x axis; the detector plane is x = 0. A subject enters
+with its front at x = -approach, moves at the lane's speed, and leaves when its rear passes
+x = exit. Each frame, every panel counts Poisson(live_time * (background + sum of the expected
+rates from the sources inside the subject)), the rates from `customs_lab.radiation.physics`
+(ICRP-107 lines, exact solid angle, attenuation by air, shielding, cargo and container wall).
+
+This is the firmware's world: it knows the truth. Only the simulator uses it.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from customs_lab.common.subjects import SubjectKind
+from customs_lab.radiation import physics
+from customs_lab.simulation.scenario import CONTAINER_WALL_STEEL, SimSubject
+from customs_lab.site.layout import PortalSpec
+
+NORM_GRID = (8, 6, 2)  # points along length, depth (y) and height that stand for bulk cargo
+
+
+@dataclass(frozen=True)
+class LaneEvent:
+    """An occupancy edge: the lane reader's read of the subject id (possibly misread)."""
+
+    occupied: bool
+    subject_id: str
+
+
+@dataclass(frozen=True)
+class LaneFrame:
+    """One counting frame of the lane."""
+
+    counts: np.ndarray     # int, one per panel
+    live_time: float       # s
+    occupied: bool
+    events: tuple          # LaneEvent, in order, that happened during this frame
+
+
+def _source_points(sim: SimSubject):
+    """Return [(position in subject frame, nuclide, activity Bq, own shields)] of a subject."""
+    points = []
+    length, width, height = sim.size
+    for item in sim.truth:
+        if item.nuclide and item.activity > 0:
+            points.append((np.array(item.position, dtype=float), item.nuclide, item.activity,
+                           tuple(item.shields)))
+        for nuclide, specific in item.specific_activity.items():
+            total = specific * item.mass * 1000.0  # Bq/g * g
+            nx, ny, nz = NORM_GRID
+            share = total / (nx * ny * nz)
+            for i in range(nx):
+                for j in range(ny):
+                    for k in range(nz):
+                        position = np.array([(i + 0.5) / nx * length, (j + 0.5) / ny * width,
+                                             (k + 0.5) / nz * height * 0.8])
+                        points.append((position, nuclide, share, ()))
+    return points
+
+
+def _shields_towards(sim: SimSubject, position, own_shields, panel_normal_y: float):
+    """Shields between a point and the panels on one side: own shielding, cargo, container wall."""
+    shields = list(own_shields)
+    width = sim.size[1]
+    if sim.cargo_material and sim.cargo_density > 0 and width > 0:
+        # The panel's normal points into the lane: a panel on the left (+y) has normal -y.
+        depth = (width - position[1]) if panel_normal_y < 0 else position[1]
+        if depth > 0:
+            shields.append(physics.Shield(sim.cargo_material, sim.cargo_density, float(depth)))
+    if sim.subject.kind == SubjectKind.CONTAINER:  # its steel side wall
+        shields.append(physics.Shield('Fe', 7.874, CONTAINER_WALL_STEEL))
+    return tuple(shields)
+
+
+class PortalLane:
+    """Simulate one portal lane: queue, motion, occupancy, Poisson counts."""
+
+    def __init__(self, spec: PortalSpec, rng: np.random.Generator):
+        self.spec = spec
+        self._rng = rng
+        self._queue = deque()
+        self._active = None          # (SimSubject, entry time, expected rates per frame, length)
+        self._occupied = False
+        self._read_id = ''
+        self._panels = [physics.DetectorPanel(
+            panel_id=p.id, center=np.array(p.center), normal=np.array(p.normal), width=p.width,
+            height=p.height, thickness=p.thickness) for p in spec.panels]
+        self._background = np.array([p.background for p in spec.panels])
+        self._free_at = 0.0
+        self.passed = []             # subjects that left the lane: (key, entry time, exit time)
+
+    @property
+    def busy(self) -> bool:
+        """Return True while a subject is in the lane or waiting for it."""
+        return self._active is not None or bool(self._queue)
+
+    def enqueue(self, sim: SimSubject):
+        """Add an arriving subject to the lane's queue."""
+        self._queue.append(sim)
+
+    def _length(self, sim: SimSubject) -> float:
+        return sim.size[0] if sim.size[0] > 0 else 0.5
+
+    def _enter(self, sim: SimSubject, t0: float):
+        spec = self.spec
+        length = self._length(sim)
+        n_frames = int(math.ceil((spec.approach + length + spec.exit) / spec.speed / spec.frame_period)) + 1
+        expected = np.zeros((n_frames, len(self._panels)))
+        points = _source_points(sim)
+        if points:
+            # front at x = -approach + v * t; subject frame origin = rear, right, bottom corner
+            times = (np.arange(n_frames) + 0.5) * spec.frame_period
+            rear = -spec.approach + spec.speed * times - length
+            width = sim.size[1]
+            for p_index, panel in enumerate(self._panels):
+                sources_per_point = []
+                for position, nuclide, activity, own in points:
+                    shields = _shields_towards(sim, position, own, float(panel.normal[1]))
+                    sources_per_point.append((position, nuclide, activity, shields))
+                for f_index in range(n_frames):
+                    offset = np.array([rear[f_index], -width / 2.0, spec.subject_floor_height])
+                    sources = [physics.PointSource(nuclide, activity, position + offset, shields)
+                               for position, nuclide, activity, shields in sources_per_point]
+                    expected[f_index, p_index] = physics.expected_count_rate(panel, sources)
+        self._active = (sim, t0, expected, length)
+
+    def step(self, t: float) -> LaneFrame:
+        """Advance to the frame that ends at sim time t; return its counts and occupancy events."""
+        spec = self.spec
+        events = []
+        if self._active is None and self._queue and t >= self._free_at:
+            self._enter(self._queue.popleft(), t)
+        rates = self._background.copy()
+        occupied = False
+        if self._active is not None:
+            sim, t0, expected, length = self._active
+            elapsed = t - t0
+            index = int(elapsed / spec.frame_period)
+            if index < len(expected):
+                rates += expected[index]
+            front = -spec.approach + spec.speed * elapsed
+            rear = front - length
+            occupied = rear <= spec.occupancy_half_width and front >= -spec.occupancy_half_width
+            if rear > spec.exit:
+                self.passed.append((sim.subject.key, t0, t))
+                self._active = None
+                self._free_at = t + spec.headway
+                occupied = False
+        if occupied != self._occupied:
+            if occupied:
+                self._read_id = self._read(self._active[0].subject.id)
+            events.append(LaneEvent(occupied, self._read_id))
+            self._occupied = occupied
+        counts = self._rng.poisson(rates * spec.frame_period)
+        return LaneFrame(counts=counts, live_time=spec.frame_period, occupied=occupied,
+                         events=tuple(events))
+
+    def _read(self, subject_id: str) -> str:
+        """The lane reader (OCR / barcode): sometimes it misreads one character."""
+        if self._rng.random() >= self.spec.ocr_misread_probability:
+            return subject_id
+        position = int(self._rng.integers(4, len(subject_id)))
+        wrong = str((int(subject_id[position]) + 1) % 10) if subject_id[position].isdigit() else 'X'
+        return subject_id[:position] + wrong + subject_id[position + 1:]

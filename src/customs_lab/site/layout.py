@@ -1,0 +1,180 @@
+"""The site description (config/site.yaml) and the site map (maps/*.yaml + PGM), as plain data.
+
+Used by the site simulator (device geometry), the site_map node (/map and /tf_static) and tests.
+"""
+
+from dataclasses import dataclass
+import math
+import pathlib
+
+import numpy as np
+import yaml
+
+
+@dataclass(frozen=True)
+class Pose2D:
+    """A planar pose in the map frame: x, y in m, yaw in rad."""
+
+    x: float
+    y: float
+    yaw: float = 0.0
+
+    def quaternion(self) -> tuple[float, float, float, float]:
+        """Return (x, y, z, w) of the rotation about z by yaw."""
+        return 0.0, 0.0, math.sin(self.yaw / 2.0), math.cos(self.yaw / 2.0)
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """One detector panel of a portal, in the device frame."""
+
+    id: str
+    center: tuple[float, float, float]   # m
+    normal: tuple[float, float, float]   # unit vector into the lane
+    width: float                         # m along x
+    height: float                        # m along z
+    thickness: float                     # m
+    background: float                    # cps of natural background
+
+
+@dataclass(frozen=True)
+class PortalSpec:
+    """A radiation portal monitor with its lane (see config/site.yaml for each field's meaning)."""
+
+    name: str
+    hardware_id: str
+    subject_kind: str
+    frame_id: str
+    pose: Pose2D
+    speed: float
+    approach: float
+    exit: float
+    subject_floor_height: float
+    headway: float
+    occupancy_half_width: float
+    frame_period: float
+    ocr_misread_probability: float
+    model: str
+    panels: tuple[PanelSpec, ...]
+
+
+@dataclass(frozen=True)
+class Site:
+    """The whole site description."""
+
+    name: str
+    map_file: str
+    portals: dict
+    zones: dict
+    source: pathlib.Path
+
+
+def _pose(spec) -> Pose2D:
+    return Pose2D(float(spec['x']), float(spec['y']), float(spec.get('yaw', 0.0)))
+
+
+def _positive(name, value, where):
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f'{where}: {name} must be a positive number, got {value}')
+    return value
+
+
+def load_site(path) -> Site:
+    """Read and check a site file. Raise ValueError naming the file and device on a bad entry."""
+    path = pathlib.Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f'{path}: cannot read the site file: {error}') from None
+    portals = {}
+    for name, device in (spec.get('devices') or {}).items():
+        where = f'{path}: device {name}'
+        try:
+            if device['type'] != 'radiation_portal_monitor':
+                raise ValueError(f"unknown device type {device['type']!r}")
+            panels = []
+            for panel in device['panels']:
+                normal = np.asarray(panel['normal'], dtype=float)
+                if normal.shape != (3,) or not math.isclose(float(np.linalg.norm(normal)), 1.0,
+                                                            abs_tol=1e-6):
+                    raise ValueError(f"panel {panel['id']}: normal must be a unit 3-vector")
+                panels.append(PanelSpec(
+                    str(panel['id']), tuple(float(v) for v in panel['center']),
+                    tuple(float(v) for v in normal),
+                    _positive('width', panel['width'], where),
+                    _positive('height', panel['height'], where),
+                    _positive('thickness', panel['thickness'], where),
+                    _positive('background', panel['background'], where)))
+            portals[name] = PortalSpec(
+                name=name, hardware_id=str(device.get('hardware_id', f'rpm/{name}')),
+                subject_kind=str(device['subject_kind']), frame_id=str(device.get('frame_id', name)),
+                pose=_pose(device['pose']), speed=_positive('speed', device['speed'], where),
+                approach=_positive('approach', device['approach'], where),
+                exit=_positive('exit', device['exit'], where),
+                subject_floor_height=float(device.get('subject_floor_height', 0.0)),
+                headway=float(device.get('headway', 0.0)),
+                occupancy_half_width=_positive('occupancy_half_width',
+                                               device['occupancy_half_width'], where),
+                frame_period=_positive('frame_period', device['frame_period'], where),
+                ocr_misread_probability=float(device.get('ocr_misread_probability', 0.0)),
+                model=str(device.get('model', 'CL-RPM')), panels=tuple(panels))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f'{where}: {error!r}') from None
+    zones = {name: _pose(zone['pose']) for name, zone in (spec.get('zones') or {}).items()}
+    site = spec.get('site') or {}
+    return Site(name=str(site.get('name', path.stem)), map_file=str(site.get('map_file', '')),
+                portals=portals, zones=zones, source=path)
+
+
+@dataclass(frozen=True)
+class OccupancyMap:
+    """An occupancy grid as map_server reads it: values -1 unknown, 0 free, 100 occupied."""
+
+    data: np.ndarray        # int8, shape (height, width), row 0 at the bottom (map origin)
+    resolution: float       # m per cell
+    origin: tuple[float, float, float]  # x, y, yaw of cell (0, 0) in the map frame
+
+
+def load_map(yaml_path) -> OccupancyMap:
+    """Read a map_server map (YAML + binary PGM, trinary mode) into an OccupancyMap."""
+    yaml_path = pathlib.Path(yaml_path)
+    meta = yaml.safe_load(yaml_path.read_text())
+    image = yaml_path.parent / meta['image']
+    pixels = read_pgm(image)
+    occupancy = pixels.astype(float) / 255.0
+    if not int(meta.get('negate', 0)):
+        occupancy = 1.0 - occupancy
+    grid = np.full(pixels.shape, -1, dtype=np.int8)
+    grid[occupancy > float(meta['occupied_thresh'])] = 100
+    grid[occupancy < float(meta['free_thresh'])] = 0
+    origin = tuple(float(v) for v in meta['origin'])
+    return OccupancyMap(np.flipud(grid), float(meta['resolution']), origin)
+
+
+def read_pgm(path) -> np.ndarray:
+    """Read a binary (P5) 8-bit PGM image into a uint8 array (rows top to bottom)."""
+    data = pathlib.Path(path).read_bytes()
+    tokens, position = [], 0
+    while len(tokens) < 4:
+        while data[position:position + 1].isspace():
+            position += 1
+        if data[position:position + 1] == b'#':
+            position = data.index(b'\n', position) + 1
+            continue
+        start = position
+        while not data[position:position + 1].isspace():
+            position += 1
+        tokens.append(data[start:position])
+    if tokens[0] != b'P5' or int(tokens[3]) > 255:
+        raise ValueError(f'{path}: only 8-bit binary PGM (P5) is supported')
+    width, height = int(tokens[1]), int(tokens[2])
+    pixels = np.frombuffer(data, dtype=np.uint8, count=width * height, offset=position + 1)
+    return pixels.reshape(height, width)
+
+
+def write_pgm(path, pixels: np.ndarray):
+    """Write a uint8 array as a binary PGM."""
+    pixels = np.asarray(pixels, dtype=np.uint8)
+    header = f'P5\n{pixels.shape[1]} {pixels.shape[0]}\n255\n'.encode('ascii')
+    pathlib.Path(path).write_bytes(header + pixels.tobytes())
