@@ -39,16 +39,18 @@ def main():
         for dx0, dy0, dx1, dy1 in doors:
             box(dx0, dy0, dx1, dy1, FREE)
 
-    walls(0.0, 0.0, WIDTH, HEIGHT, doors=[(0.0, 27.0, 0.5, 33.0), (WIDTH - 0.5, 27.0, WIDTH, 33.0)])
-    for x in range(5, 45, 8):            # container stacks in the yard, 2.5 m x 6.5 m blocks
+    walls(
+        0.0, 0.0, WIDTH, HEIGHT, doors=[(0.0, 27.0, 0.5, 33.0), (WIDTH - 0.5, 27.0, WIDTH, 33.0)]
+    )
+    for x in range(5, 45, 8):  # container stacks in the yard, 2.5 m x 6.5 m blocks
         for y in range(5, 22, 4):
             box(x, y, x + 6.5, y + 2.5)
-    box(61.7, 32.3, 62.3, 33.0)          # portal_lane_1 panel columns either side of the lane
+    box(61.7, 32.3, 62.3, 33.0)  # portal_lane_1 panel columns either side of the lane
     box(61.7, 27.0, 62.3, 27.7)
     walls(10.0, 38.0, 32.0, 62.0, doors=[(19.0, 38.0, 21.0, 38.5), (19.0, 61.5, 21.0, 62.0)])
-    box(19.4, 40.0, 19.6, 60.0)          # conveyor frame beside the belt of parcel_line_1
+    box(19.4, 40.0, 19.6, 60.0)  # conveyor frame beside the belt of parcel_line_1
     walls(66.0, 40.0, 96.0, 64.0, doors=[(66.0, 48.0, 66.5, 52.0)])
-    box(75.0, 55.0, 90.0, 56.0)          # baggage carousel in the arrival hall
+    box(75.0, 55.0, 90.0, 56.0)  # baggage carousel in the arrival hall
 
     out = pathlib.Path('maps')
     out.mkdir(exist_ok=True)
@@ -61,7 +63,8 @@ def main():
         'origin: [0.0, 0.0, 0.0]  # x, y (m), yaw (rad) of the lower-left cell in the map frame\n'
         'negate: 0\n'
         'occupied_thresh: 0.65\n'
-        'free_thresh: 0.25\n')
+        'free_thresh: 0.25\n'
+    )
     print(f'wrote maps/site.pgm ({grid.shape[1]} x {grid.shape[0]} cells) and maps/site.yaml')
 
 

@@ -18,41 +18,45 @@ SCHEMA_VERSION = 1
 metadata = sa.MetaData()
 
 declarations = sa.Table(
-    'declarations', metadata,
+    'declarations',
+    metadata,
     sa.Column('declaration_id', sa.String(64), primary_key=True),
     sa.Column('subject_kind', sa.String(16), nullable=False),
     sa.Column('subject_id', sa.String(64), nullable=False, index=True),
     sa.Column('zone', sa.String(64), nullable=False, default=''),
     sa.Column('declarant_id', sa.String(64), nullable=False, default=''),
     sa.Column('origin_country', sa.String(2), nullable=False, default=''),
-    sa.Column('gross_mass', sa.Float, nullable=False),           # kg
-    sa.Column('expected_arrival', sa.Float, nullable=False),     # s (site clock)
-    sa.Column('filed_at', sa.Float, nullable=False),             # s (site clock)
-    sa.Column('items', sa.Text, nullable=False),                 # JSON list of declared lines
+    sa.Column('gross_mass', sa.Float, nullable=False),  # kg
+    sa.Column('expected_arrival', sa.Float, nullable=False),  # s (site clock)
+    sa.Column('filed_at', sa.Float, nullable=False),  # s (site clock)
+    sa.Column('items', sa.Text, nullable=False),  # JSON list of declared lines
 )
 
 decisions = sa.Table(
-    'decisions', metadata,
-    sa.Column('decision_id', sa.String(36), primary_key=True),   # RFC 4122 text form
+    'decisions',
+    metadata,
+    sa.Column('decision_id', sa.String(36), primary_key=True),  # RFC 4122 text form
     sa.Column('subject_kind', sa.String(16), nullable=False),
     sa.Column('subject_id', sa.String(64), nullable=False, index=True),
     sa.Column('zone', sa.String(64), nullable=False, default=''),
     sa.Column('id_valid', sa.Boolean, nullable=False),
-    sa.Column('channel', sa.String(8), nullable=False),          # GREEN / YELLOW / RED
+    sa.Column('channel', sa.String(8), nullable=False),  # GREEN / YELLOW / RED
     sa.Column('recommended_action', sa.String(32), nullable=False),
     sa.Column('prior_risk', sa.Float, nullable=False),
     sa.Column('posterior_risk', sa.Float, nullable=False),
     sa.Column('posterior_log_odds', sa.Float, nullable=False),
     sa.Column('model_version', sa.String(64), nullable=False),
-    sa.Column('decided_at', sa.Float, nullable=False),           # s (site clock)
+    sa.Column('decided_at', sa.Float, nullable=False),  # s (site clock)
     sa.Column('stored_at', sa.DateTime(timezone=True), nullable=False),  # wall clock, UTC
     sa.Column('explanation', sa.Text, nullable=False),
 )
 
 decision_evidence = sa.Table(
-    'decision_evidence', metadata,
-    sa.Column('decision_id', sa.String(36), sa.ForeignKey('decisions.decision_id'),
-              primary_key=True),
+    'decision_evidence',
+    metadata,
+    sa.Column(
+        'decision_id', sa.String(36), sa.ForeignKey('decisions.decision_id'), primary_key=True
+    ),
     sa.Column('evidence_id', sa.String(36), primary_key=True),
     sa.Column('kind', sa.String(64), nullable=False),
     sa.Column('sensor_id', sa.String(128), nullable=False),
@@ -110,18 +114,19 @@ class ClearanceDatabase:
     """Connection, schema and idempotent writes."""
 
     def __init__(self, url: str):
-        if url.startswith('sqlite:///'):   # allow ~ in file URLs (launch defaults use it)
-            path = pathlib.Path(url[len('sqlite:///'):]).expanduser()
+        if url.startswith('sqlite:///'):  # allow ~ in file URLs (launch defaults use it)
+            path = pathlib.Path(url[len('sqlite:///') :]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
             url = sqlite_url(path)
         self.url = url
         self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == 'sqlite':
+
             @sa.event.listens_for(self.engine, 'connect')
             def _pragmas(connection, _record):
                 cursor = connection.cursor()
-                cursor.execute('PRAGMA journal_mode=WAL')   # readers do not block the writer
-                cursor.execute('PRAGMA synchronous=FULL')   # a committed decision survives a crash
+                cursor.execute('PRAGMA journal_mode=WAL')  # readers do not block the writer
+                cursor.execute('PRAGMA synchronous=FULL')  # a committed decision survives a crash
                 cursor.execute('PRAGMA foreign_keys=ON')
                 cursor.close()
 
@@ -129,7 +134,10 @@ class ClearanceDatabase:
         """Create the tables if they do not exist (idempotent)."""
         metadata.create_all(self.engine)
         with self.engine.begin() as connection:
-            if connection.execute(sa.select(sa.func.count()).select_from(schema_info)).scalar() == 0:
+            if (
+                connection.execute(sa.select(sa.func.count()).select_from(schema_info)).scalar()
+                == 0
+            ):
                 connection.execute(schema_info.insert().values(version=SCHEMA_VERSION))
 
     def _insert(self, table):
@@ -146,14 +154,18 @@ class ClearanceDatabase:
         row['stored_at'] = datetime.datetime.now(datetime.timezone.utc)
         with self.engine.begin() as connection:
             result = connection.execute(
-                self._insert(decisions).values(**row).on_conflict_do_nothing(
-                    index_elements=['decision_id']))
+                self._insert(decisions)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=['decision_id'])
+            )
             if result.rowcount == 0:
                 return False
             for contribution in record.contributions:
-                connection.execute(self._insert(decision_evidence).values(
-                    decision_id=record.decision_id, **contribution).on_conflict_do_nothing(
-                    index_elements=['decision_id', 'evidence_id']))
+                connection.execute(
+                    self._insert(decision_evidence)
+                    .values(decision_id=record.decision_id, **contribution)
+                    .on_conflict_do_nothing(index_elements=['decision_id', 'evidence_id'])
+                )
         return True
 
     def store_declaration(self, record: DeclarationRecord) -> bool:
@@ -161,8 +173,11 @@ class ClearanceDatabase:
         row = dict(record.__dict__)
         row['items'] = json.dumps(list(record.items))
         with self.engine.begin() as connection:
-            result = connection.execute(self._insert(declarations).values(**row)
-                                        .on_conflict_do_nothing(index_elements=['declaration_id']))
+            result = connection.execute(
+                self._insert(declarations)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=['declaration_id'])
+            )
         return result.rowcount > 0
 
     def count_decisions(self) -> int:

@@ -15,7 +15,9 @@ def data_dir(explicit: str = '') -> pathlib.Path:
     elif os.environ.get('CUSTOMS_LAB_DATA_DIR'):
         path = pathlib.Path(os.environ['CUSTOMS_LAB_DATA_DIR'])
     else:
-        xdg = os.environ.get('XDG_DATA_HOME') or os.path.join(os.path.expanduser('~'), '.local', 'share')
+        xdg = os.environ.get('XDG_DATA_HOME') or os.path.join(
+            os.path.expanduser('~'), '.local', 'share'
+        )
         path = pathlib.Path(xdg) / 'customs_lab'
     path = path.expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)

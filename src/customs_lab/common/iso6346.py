@@ -9,8 +9,12 @@ letters take the values 10..38 skipping multiples of 11, each character's value 
 import re
 
 _PATTERN = re.compile(r'^([A-Z]{3})([UJZR])(\d{6})(\d)$')
-CATEGORIES = {'U': 'freight container', 'J': 'detachable freight equipment', 'Z': 'trailer or chassis',
-              'R': 'reefer'}
+CATEGORIES = {
+    'U': 'freight container',
+    'J': 'detachable freight equipment',
+    'Z': 'trailer or chassis',
+    'R': 'reefer',
+}
 
 
 def _letter_values():
@@ -27,7 +31,7 @@ _LETTER_VALUES = _letter_values()
 
 
 def normalize(number: str) -> str:
-    """Return the number upper case with spaces, dashes and slashes removed (as printed on doors)."""
+    """Return the number in upper case without spaces, dashes and slashes (as on doors)."""
     return re.sub(r'[\s\-/]', '', number).upper()
 
 
@@ -39,7 +43,7 @@ def check_digit(first_ten: str) -> int:
     total = 0
     for position, char in enumerate(first_ten):
         value = _LETTER_VALUES[char] if char.isalpha() else int(char)
-        total += value * (2 ** position)
+        total += value * (2**position)
     return total % 11 % 10
 
 

@@ -7,35 +7,41 @@ import math
 import uuid
 
 from builtin_interfaces.msg import Time as TimeMsg
-from customs_interfaces.msg import SubjectRef
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
-from unique_identifier_msgs.msg import UUID as UUIDMsg
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from unique_identifier_msgs.msg import UUID as UuidMsg  # noqa: N811
 
+from customs_interfaces.msg import SubjectRef
 from customs_lab.common.subjects import Subject, SubjectKind
 
 # Latched state (maps, robot_description, scenario status, ground truth): late joiners get it.
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 # Every item matters and late joiners must get all of them (ground truth for the evaluator).
-LATCHED_ALL = QoSProfile(depth=1, history=HistoryPolicy.KEEP_ALL,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_ALL = QoSProfile(
+    depth=1,
+    history=HistoryPolicy.KEEP_ALL,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 
 
 # Decisions: reliable, and kept for late joiners (a restarted bridge gets them again; its writes
 # are idempotent by decision id).
-DECISIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DECISIONS_QOS = QoSProfile(
+    depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 def reliable(depth: int) -> QoSProfile:
     """Return a reliable, volatile profile for commands, evidence and decisions."""
-    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        depth=depth, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
+    )
 
 
 # Shared topics (absolute names: one bus per site)
@@ -43,32 +49,42 @@ EVIDENCE_TOPIC = '/evidence'
 DECISIONS_TOPIC = '/decisions'
 DECLARATIONS_TOPIC = '/clearance/declarations'
 SCENARIO_STATUS_TOPIC = '/simulation/status'
-GROUND_TRUTH_TOPIC = '/simulation/ground_truth'  # evaluator only (tests/test_ground_truth_isolation.py)
+GROUND_TRUTH_TOPIC = (
+    '/simulation/ground_truth'  # evaluator only (tests/test_ground_truth_isolation.py)
+)
 
 
 def declare(node, name, default, description, *, minimum=None, maximum=None, read_only=False):
-    """Declare a parameter with a descriptor (unit in the description, range bounds) and return its value."""
+    """Declare a parameter with a descriptor (unit in the text, range); return its value."""
     descriptor = ParameterDescriptor(description=description, read_only=read_only)
     if minimum is not None or maximum is not None:
         if isinstance(default, bool):
             raise TypeError('bool parameters have no range')
         if isinstance(default, int):
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(minimum if minimum is not None else -2 ** 63),
-                to_value=int(maximum if maximum is not None else 2 ** 63 - 1), step=0)]
+            descriptor.integer_range = [
+                IntegerRange(
+                    from_value=int(minimum if minimum is not None else -(2**63)),
+                    to_value=int(maximum if maximum is not None else 2**63 - 1),
+                    step=0,
+                )
+            ]
         else:
-            descriptor.floating_point_range = [FloatingPointRange(
-                from_value=float(minimum if minimum is not None else -math.inf),
-                to_value=float(maximum if maximum is not None else math.inf), step=0.0)]
+            descriptor.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(minimum if minimum is not None else -math.inf),
+                    to_value=float(maximum if maximum is not None else math.inf),
+                    step=0.0,
+                )
+            ]
     return node.declare_parameter(name, default, descriptor).value
 
 
-def uuid_to_msg(value: uuid.UUID) -> UUIDMsg:
+def uuid_to_msg(value: uuid.UUID) -> UuidMsg:
     """Convert a uuid.UUID to unique_identifier_msgs/UUID."""
-    return UUIDMsg(uuid=list(value.bytes))
+    return UuidMsg(uuid=list(value.bytes))
 
 
-def msg_to_uuid(msg: UUIDMsg) -> uuid.UUID:
+def msg_to_uuid(msg: UuidMsg) -> uuid.UUID:
     """Convert unique_identifier_msgs/UUID to uuid.UUID."""
     return uuid.UUID(bytes=bytes(bytearray(msg.uuid)))
 
@@ -126,8 +142,11 @@ class Diagnostics:
         """Set the status `name` (e.g. 'rpm_driver: portal_lane_1') of `hardware_id`."""
         status = DiagnosticStatus(
             level=level if isinstance(level, bytes) else bytes([level]),
-            name=name, message=message, hardware_id=hardware_id,
-            values=[KeyValue(key=str(k), value=str(v)) for k, v in (values or {}).items()])
+            name=name,
+            message=message,
+            hardware_id=hardware_id,
+            values=[KeyValue(key=str(k), value=str(v)) for k, v in (values or {}).items()],
+        )
         self._statuses[name] = (status, self._clock.now())
 
     def publish(self):
@@ -138,17 +157,23 @@ class Diagnostics:
         array = DiagnosticArray()
         array.header.stamp = self._node.get_clock().now().to_msg()
         for status, updated in list(self._statuses.values()):
-            if self._stale_after is not None and \
-                    (now - updated).nanoseconds * 1e-9 > self._stale_after:
-                status = DiagnosticStatus(level=self.STALE, name=status.name,
-                                          message='no update: ' + status.message,
-                                          hardware_id=status.hardware_id, values=status.values)
+            if (
+                self._stale_after is not None
+                and (now - updated).nanoseconds * 1e-9 > self._stale_after
+            ):
+                status = DiagnosticStatus(
+                    level=self.STALE,
+                    name=status.name,
+                    message='no update: ' + status.message,
+                    hardware_id=status.hardware_id,
+                    values=status.values,
+                )
             array.status.append(status)
         self._publisher.publish(array)
 
 
 def run_node(node_factory, args=None, *, multithreaded: bool = False, after_create=None):
-    """Run a node the Jazzy way: init, construct, spin, clean shutdown on Ctrl-C or external shutdown.
+    """Run a node the Jazzy way: init, construct, spin; shut down cleanly on Ctrl-C or externally.
 
     node_factory() builds the node after rclpy.init. after_create(node), if given, runs before
     spinning (e.g. autostart of a lifecycle node). Returns the process exit code.

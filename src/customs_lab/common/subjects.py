@@ -59,7 +59,7 @@ class Subject:
 
     @property
     def key(self) -> str:
-        """Return a stable text key, unique across kinds and zones (e.g. 'container:CSQU3054383')."""
+        """Return a text key unique across kinds and zones (e.g. 'container:CSQU3054383')."""
         name = SubjectKind(self.kind).name.lower()
         return f'{name}:{self.zone}/{self.id}' if self.zone else f'{name}:{self.id}'
 

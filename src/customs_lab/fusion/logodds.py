@@ -76,33 +76,51 @@ class Decision:
 class FusionConfig:
     """Priors, thresholds and actions (config/fusion.yaml documents each)."""
 
-    base_rate: dict = field(default_factory=lambda: {
-        SubjectKind.CONTAINER: 0.01, SubjectKind.PARCEL: 0.005, SubjectKind.PASSENGER: 0.002})
+    base_rate: dict = field(
+        default_factory=lambda: {
+            SubjectKind.CONTAINER: 0.01,
+            SubjectKind.PARCEL: 0.005,
+            SubjectKind.PASSENGER: 0.002,
+        }
+    )
     yellow_threshold: float = 0.05
     red_threshold: float = 0.5
     unreadable_id_channel: int = 1
-    actions: dict = field(default_factory=lambda: {
-        (SubjectKind.CONTAINER, 0): 'release', (SubjectKind.CONTAINER, 1): 'document_check',
-        (SubjectKind.CONTAINER, 2): 'physical_inspection',
-        (SubjectKind.PARCEL, 0): 'release', (SubjectKind.PARCEL, 1): 'xray_inspection',
-        (SubjectKind.PARCEL, 2): 'hold',
-        (SubjectKind.PASSENGER, 0): 'release', (SubjectKind.PASSENGER, 1): 'document_check',
-        (SubjectKind.PASSENGER, 2): 'physical_inspection'})
+    actions: dict = field(
+        default_factory=lambda: {
+            (SubjectKind.CONTAINER, 0): 'release',
+            (SubjectKind.CONTAINER, 1): 'document_check',
+            (SubjectKind.CONTAINER, 2): 'physical_inspection',
+            (SubjectKind.PARCEL, 0): 'release',
+            (SubjectKind.PARCEL, 1): 'xray_inspection',
+            (SubjectKind.PARCEL, 2): 'hold',
+            (SubjectKind.PASSENGER, 0): 'release',
+            (SubjectKind.PASSENGER, 1): 'document_check',
+            (SubjectKind.PASSENGER, 2): 'physical_inspection',
+        }
+    )
 
     def validate(self):
         """Raise ValueError if the configuration is inconsistent."""
         for kind, rate in self.base_rate.items():
             if not 0.0 < rate < 1.0:
-                raise ValueError(f'base rate of {SubjectKind(kind).name} must be in (0, 1): {rate}')
+                raise ValueError(
+                    f'base rate of {SubjectKind(kind).name} must be in (0, 1): {rate}'
+                )
         if not 0.0 < self.yellow_threshold < self.red_threshold < 1.0:
             raise ValueError('need 0 < yellow_threshold < red_threshold < 1')
 
     @property
     def version(self) -> str:
         """Return the model version: code version + a digest of this configuration."""
-        blob = json.dumps({'base_rate': {int(k): v for k, v in self.base_rate.items()},
-                           'yellow': self.yellow_threshold, 'red': self.red_threshold},
-                          sort_keys=True).encode()
+        blob = json.dumps(
+            {
+                'base_rate': {int(k): v for k, v in self.base_rate.items()},
+                'yellow': self.yellow_threshold,
+                'red': self.red_threshold,
+            },
+            sort_keys=True,
+        ).encode()
         return f'{MODEL_NAME}/{MODEL_VERSION}+cfg.{hashlib.sha256(blob).hexdigest()[:8]}'
 
 
@@ -130,8 +148,13 @@ def decide(subject: Subject, items, config: FusionConfig, id_valid: bool = True)
     evidence_sum, contributions = combine(items)
     log_odds = logit(prior) + evidence_sum
     posterior = sigmoid(log_odds)
-    channel = 2 if posterior >= config.red_threshold else 1 if posterior >= config.yellow_threshold \
+    channel = (
+        2
+        if posterior >= config.red_threshold
+        else 1
+        if posterior >= config.yellow_threshold
         else 0
+    )
     reasons = []
     if not id_valid and channel < config.unreadable_id_channel:
         channel = config.unreadable_id_channel
@@ -139,12 +162,26 @@ def decide(subject: Subject, items, config: FusionConfig, id_valid: bool = True)
     action = config.actions.get((kind, channel), ('release', 'document_check', 'hold')[channel])
     ranked = sorted(contributions, key=lambda c: -abs(c.contribution))
     if ranked:
-        top = '; '.join(f'{c.item.kind} from {c.item.sensor_id} {c.contribution:+.2f} nats'
-                        f' ({c.item.explanation})' for c in ranked[:3])
+        top = '; '.join(
+            f'{c.item.kind} from {c.item.sensor_id} {c.contribution:+.2f} nats'
+            f' ({c.item.explanation})'
+            for c in ranked[:3]
+        )
         reasons.insert(0, f'evidence: {top}')
     else:
         reasons.insert(0, 'no sensor evidence: prior only')
-    explanation = (f'{CHANNELS[channel]} ({action}): risk {posterior:.3g} from prior {prior:.3g}; '
-                   + '; '.join(reasons))
-    return Decision(subject, prior, posterior, log_odds, channel, action, contributions,
-                    config.version, explanation)
+    explanation = (
+        f'{CHANNELS[channel]} ({action}): risk {posterior:.3g} from prior {prior:.3g}; '
+        + '; '.join(reasons)
+    )
+    return Decision(
+        subject,
+        prior,
+        posterior,
+        log_odds,
+        channel,
+        action,
+        contributions,
+        config.version,
+        explanation,
+    )

@@ -14,11 +14,11 @@ import numpy as np
 class Passage:
     """The frames of one subject's passage through a portal."""
 
-    subject_id: str          # as the lane reader read it ('' if nothing was read)
-    counts: np.ndarray       # (frames, channels)
-    live_times: np.ndarray   # (frames,) s
-    start_time: float        # s, stamp of the first frame
-    end_time: float          # s, stamp of the last frame
+    subject_id: str  # as the lane reader read it ('' if nothing was read)
+    counts: np.ndarray  # (frames, channels)
+    live_times: np.ndarray  # (frames,) s
+    start_time: float  # s, stamp of the first frame
+    end_time: float  # s, stamp of the last frame
     first_seq: int
     last_seq: int
 
@@ -51,8 +51,12 @@ class PassageTracker:
         rejected (counted in rejected_frames, reason in last_rejection) and changes nothing.
         """
         counts = np.asarray(counts, dtype=float)
-        if not math.isfinite(live_time) or live_time <= 0 or not np.all(np.isfinite(counts)) \
-                or np.any(counts < 0):
+        if (
+            not math.isfinite(live_time)
+            or live_time <= 0
+            or not np.all(np.isfinite(counts))
+            or np.any(counts < 0)
+        ):
             self.rejected_frames += 1
             self.last_rejection = f'frame {seq}: live time {live_time}, counts {counts.tolist()}'
             return None
@@ -70,7 +74,14 @@ class PassageTracker:
         return passage
 
     def _complete(self, stamp: float) -> Passage:
-        passage = Passage(self._subject_id, np.array(self._frames), np.array(self._live),
-                          self._start, stamp, self._seqs[0], self._seqs[-1])
+        passage = Passage(
+            self._subject_id,
+            np.array(self._frames),
+            np.array(self._live),
+            self._start,
+            stamp,
+            self._seqs[0],
+            self._seqs[-1],
+        )
         self._frames, self._live, self._seqs = [], [], []
         return passage

@@ -1,4 +1,4 @@
-"""Serial protocol of the Customs Lab radiation portal monitor (RPM), version 1.
+r"""Serial protocol of the Customs Lab radiation portal monitor (RPM), version 1.
 
 Documented in docs/protocols/rpm_serial.md. ASCII lines, NMEA-like, each protected by a CRC:
 
@@ -8,8 +8,8 @@ CRC is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor
 between '$' and '*', written as 4 upper-case hex digits. Device to host:
 
     $RPMC,seq,ticks_ms,live_ms,occupied,c1,c2,...,cn   counts of one frame, one per gamma channel
-    $RPMO,seq,ticks_ms,occupied,subject_id             occupancy edge; subject_id as read by the lane
-                                                        reader (OCR / barcode), empty when none
+    $RPMO,seq,ticks_ms,occupied,subject_id             occupancy edge; subject_id as the lane
+                                                        reader (OCR / barcode) read it, or empty
     $RPMS,seq,ticks_ms,model,serial,hv_volts,temp_c,id1;id2;...;idn
                                                         status, once a second and on request
 Host to device:
@@ -87,8 +87,14 @@ def _wrap(body: str) -> bytes:
 def encode(frame: Frame) -> bytes:
     """Encode one frame as a terminated line."""
     if isinstance(frame, CountsFrame):
-        fields = ['RPMC', frame.seq, frame.ticks_ms, round(frame.live_time * 1000.0),
-                  int(frame.occupied), *frame.counts]
+        fields = [
+            'RPMC',
+            frame.seq,
+            frame.ticks_ms,
+            round(frame.live_time * 1000.0),
+            int(frame.occupied),
+            *frame.counts,
+        ]
     elif isinstance(frame, OccupancyFrame):
         if ',' in frame.subject_id:
             raise ValueError('subject id may not contain a comma')
@@ -96,8 +102,16 @@ def encode(frame: Frame) -> bytes:
     elif isinstance(frame, StatusFrame):
         if any(',' in p or ';' in p for p in frame.panel_ids):
             raise ValueError('panel ids may not contain , or ;')
-        fields = ['RPMS', frame.seq, frame.ticks_ms, frame.model, frame.serial,
-                  f'{frame.hv_volts:.1f}', f'{frame.temperature:.1f}', ';'.join(frame.panel_ids)]
+        fields = [
+            'RPMS',
+            frame.seq,
+            frame.ticks_ms,
+            frame.model,
+            frame.serial,
+            f'{frame.hv_volts:.1f}',
+            f'{frame.temperature:.1f}',
+            ';'.join(frame.panel_ids),
+        ]
     elif isinstance(frame, StatusRequest):
         fields = ['RPMQ', 'STATUS']
     else:
@@ -115,7 +129,7 @@ class ProtocolError(ValueError):
 
 def _u32(text: str) -> int:
     value = int(text)
-    if not 0 <= value < 2 ** 32:
+    if not 0 <= value < 2**32:
         raise ValueError(f'{value} out of the 32-bit range')
     return value
 
@@ -140,15 +154,24 @@ def parse_line(line: bytes) -> Frame:
                 raise ValueError('a counts frame needs at least one channel')
             counts = tuple(_u32(f) for f in fields[5:])
             occupied = {'0': False, '1': True}[fields[4]]
-            return CountsFrame(_u32(fields[1]), _u32(fields[2]), _u32(fields[3]) / 1000.0,
-                               occupied, counts)
+            return CountsFrame(
+                _u32(fields[1]), _u32(fields[2]), _u32(fields[3]) / 1000.0, occupied, counts
+            )
         if kind == 'RPMO' and len(fields) == 5:
-            return OccupancyFrame(_u32(fields[1]), _u32(fields[2]),
-                                  {'0': False, '1': True}[fields[3]], fields[4])
+            return OccupancyFrame(
+                _u32(fields[1]), _u32(fields[2]), {'0': False, '1': True}[fields[3]], fields[4]
+            )
         if kind == 'RPMS' and len(fields) == 8:
             panels = tuple(p for p in fields[7].split(';') if p)
-            return StatusFrame(_u32(fields[1]), _u32(fields[2]), fields[3], fields[4],
-                               float(fields[5]), float(fields[6]), panels)
+            return StatusFrame(
+                _u32(fields[1]),
+                _u32(fields[2]),
+                fields[3],
+                fields[4],
+                float(fields[5]),
+                float(fields[6]),
+                panels,
+            )
         if kind == 'RPMQ' and fields[1:] == ['STATUS']:
             return StatusRequest()
         raise ValueError(f'unknown frame type or field count: {kind} ({len(fields)} fields)')
@@ -175,10 +198,10 @@ class LineDecoder:
                     self._record('overflow', f'{len(self._buffer)} bytes without a line end')
                     # keep a possible frame start, drop the garbage before it
                     start = self._buffer.rfind(b'$')
-                    del self._buffer[:start if start > 0 else len(self._buffer)]
+                    del self._buffer[: start if start > 0 else len(self._buffer)]
                 return frames
-            line = bytes(self._buffer[:end + 1])
-            del self._buffer[:end + 1]
+            line = bytes(self._buffer[: end + 1])
+            del self._buffer[: end + 1]
             start = line.rfind(b'$')  # resynchronise: garbage before the last '$' is dropped
             if start > 0:
                 self._record('framing', f'{start} garbage bytes before a frame')

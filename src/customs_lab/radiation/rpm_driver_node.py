@@ -1,4 +1,4 @@
-"""Radiation portal monitor driver: a lifecycle node that reads the RPM serial protocol over pyserial.
+"""Radiation portal monitor driver: a lifecycle node reading the RPM serial protocol (pyserial).
 
 Publishes each counts frame as customs_interfaces/RadiationCounts on `counts` (in the device's
 namespace), with the lane's occupancy and the subject id the lane reader read, and one status per
@@ -16,19 +16,19 @@ import pathlib
 import threading
 import time
 
-from customs_interfaces.msg import RadiationCounts
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 import serial
 
+from customs_interfaces.msg import RadiationCounts
 from customs_lab.common.data_dir import data_dir
-from customs_lab.common.node_support import declare, Diagnostics, run_node, subject_to_msg
+from customs_lab.common.node_support import Diagnostics, declare, run_node, subject_to_msg
 from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.radiation import protocol
 
 
 def resolve_port(port: str, data_directory: str = '') -> str:
-    """Return the device path: absolute as given, or a name under <data_dir>/dev (simulated devices)."""
+    """Return the device path: absolute as given, or a name under <data_dir>/dev (simulators)."""
     if port.startswith('/'):
         return port
     return str(data_dir(data_directory) / 'dev' / port)
@@ -39,17 +39,39 @@ class RpmDriver(LifecycleNode):
 
     def __init__(self):
         super().__init__('rpm_driver')
-        declare(self, 'port', 'portal_lane_1',
-                'Serial device: an absolute path (/dev/ttyUSB0) or a name under <data_dir>/dev/')
+        declare(
+            self,
+            'port',
+            'portal_lane_1',
+            'Serial device: an absolute path (/dev/ttyUSB0) or a name under <data_dir>/dev/',
+        )
         declare(self, 'baudrate', 115200, 'Serial speed, bit/s', minimum=1200, maximum=4_000_000)
-        declare(self, 'sensor_id', 'rpm/portal_lane_1', 'Hardware id on /diagnostics and in messages')
+        declare(
+            self, 'sensor_id', 'rpm/portal_lane_1', 'Hardware id on /diagnostics and in messages'
+        )
         declare(self, 'frame_id', 'portal_lane_1', 'Frame of the device (its lane along +x)')
-        declare(self, 'subject_kind', 'container',
-                'What passes the lane: container (ISO 6346 ids) or parcel (waybills)')
-        declare(self, 'reconnect_period', 1.0, 'Wall s between attempts to reopen a lost port',
-                minimum=0.05, maximum=60.0)
-        declare(self, 'silence_timeout', 2.0, 'Wall s without a line before the device is silent',
-                minimum=0.1, maximum=60.0)
+        declare(
+            self,
+            'subject_kind',
+            'container',
+            'What passes the lane: container (ISO 6346 ids) or parcel (waybills)',
+        )
+        declare(
+            self,
+            'reconnect_period',
+            1.0,
+            'Wall s between attempts to reopen a lost port',
+            minimum=0.05,
+            maximum=60.0,
+        )
+        declare(
+            self,
+            'silence_timeout',
+            2.0,
+            'Wall s without a line before the device is silent',
+            minimum=0.1,
+            maximum=60.0,
+        )
         declare(self, 'data_dir', '', 'Data directory for relative ports (empty: default)')
         declare(self, 'autostart', True, 'Configure and activate at start-up')
         self._thread = None
@@ -73,8 +95,9 @@ class RpmDriver(LifecycleNode):
         self.frame_id = get('frame_id').value
         self.reconnect_period = get('reconnect_period').value
         self.silence_timeout = get('silence_timeout').value
-        self._publisher = self.create_lifecycle_publisher(RadiationCounts, 'counts',
-                                                          QoSProfile(depth=100))
+        self._publisher = self.create_lifecycle_publisher(
+            RadiationCounts, 'counts', QoSProfile(depth=100)
+        )
         if self.diagnostics is None:
             self.diagnostics = Diagnostics(self)
         self._reset_stats()
@@ -174,8 +197,8 @@ class RpmDriver(LifecycleNode):
         if isinstance(frame, protocol.StatusRequest):
             return
         if self._expected_seq is not None and frame.seq != self._expected_seq:
-            self.stats['lost_frames'] += (frame.seq - self._expected_seq) % 2 ** 32
-        self._expected_seq = (frame.seq + 1) % 2 ** 32
+            self.stats['lost_frames'] += (frame.seq - self._expected_seq) % 2**32
+        self._expected_seq = (frame.seq + 1) % 2**32
         if isinstance(frame, protocol.StatusFrame):
             self.stats['status_lines'] += 1
             self.device_status = frame
@@ -187,13 +210,20 @@ class RpmDriver(LifecycleNode):
             self._publish_counts(frame)
 
     def _publish_counts(self, frame: protocol.CountsFrame):
-        msg = RadiationCounts(sensor_id=self.sensor_id, sequence=frame.seq,
-                              live_time=frame.live_time, gamma_counts=list(frame.counts),
-                              occupied=frame.occupied)
+        msg = RadiationCounts(
+            sensor_id=self.sensor_id,
+            sequence=frame.seq,
+            live_time=frame.live_time,
+            gamma_counts=list(frame.counts),
+            occupied=frame.occupied,
+        )
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.frame_id
-        ids = self.panel_ids if len(self.panel_ids) == len(frame.counts) else \
-            tuple(f'ch{i}' for i in range(len(frame.counts)))
+        ids = (
+            self.panel_ids
+            if len(self.panel_ids) == len(frame.counts)
+            else tuple(f'ch{i}' for i in range(len(frame.counts)))
+        )
         msg.gamma_panel_ids = list(ids)
         if frame.occupied and self._subject_id:
             msg.subject = subject_to_msg(Subject(self.subject_kind, self._subject_id))
@@ -202,12 +232,14 @@ class RpmDriver(LifecycleNode):
 
     # diagnostics ---------------------------------------------------------------------------
     def _report_health(self, silent: bool):
-        errors = self.decoder.errors
         if silent:
             level, message = Diagnostics.ERROR, 'device silent'
         elif self.decoder.error_count or self.stats['lost_frames']:
-            level, message = Diagnostics.WARN, f'{self.decoder.error_count} bad lines, ' \
-                f"{self.stats['lost_frames']} lost frames (last: {self.decoder.last_error})"
+            level, message = (
+                Diagnostics.WARN,
+                f'{self.decoder.error_count} bad lines, '
+                f'{self.stats["lost_frames"]} lost frames (last: {self.decoder.last_error})',
+            )
         else:
             level, message = Diagnostics.OK, 'receiving'
         self._report(message, level)
@@ -221,11 +253,22 @@ class RpmDriver(LifecycleNode):
             values.update({f'{k}_errors': v for k, v in self.decoder.errors.items()})
         status = getattr(self, 'device_status', None)
         if status is not None:
-            values.update({'model': status.model, 'serial': status.serial,
-                           'hv_volts': status.hv_volts, 'temperature': status.temperature})
+            values.update(
+                {
+                    'model': status.model,
+                    'serial': status.serial,
+                    'hv_volts': status.hv_volts,
+                    'temperature': status.temperature,
+                }
+            )
         with self._lock:
-            self.diagnostics.update(f'rpm_driver: {self.get_parameter("sensor_id").value}',
-                                    self.get_parameter('sensor_id').value, level, message, values)
+            self.diagnostics.update(
+                f'rpm_driver: {self.get_parameter("sensor_id").value}',
+                self.get_parameter('sensor_id').value,
+                level,
+                message,
+                values,
+            )
 
 
 def _autostart(node: RpmDriver):

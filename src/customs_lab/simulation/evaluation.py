@@ -18,7 +18,7 @@ class TruthRecord:
     key: str
     kind: str
     contraband: bool
-    categories: tuple          # categories of the contraband items
+    categories: tuple  # categories of the contraband items
     description: str
 
 
@@ -45,7 +45,9 @@ class Evaluation:
         """Record a subject's truth."""
         self.truth[record.key] = record
 
-    def add_decision(self, key: str, channel: int, posterior: float, action: str, explanation: str):
+    def add_decision(
+        self, key: str, channel: int, posterior: float, action: str, explanation: str
+    ):
         """Record a decision; a later one supersedes an earlier one for the same subject."""
         previous = self.decisions.get(key)
         count = previous.decisions + 1 if previous else 1
@@ -64,12 +66,23 @@ class Evaluation:
         for key, truth in sorted(self.truth.items()):
             decision = self.decisions.get(key)
             flagged = decision is not None and decision.channel > 0
-            outcome = ('caught' if flagged else 'missed') if truth.contraband else \
-                ('false_alarms' if flagged else 'cleared')
+            outcome = (
+                ('caught' if flagged else 'missed')
+                if truth.contraband
+                else ('false_alarms' if flagged else 'cleared')
+            )
             totals[outcome] += 1
-            kind = by_kind.setdefault(truth.kind, {'subjects': 0, 'caught': 0, 'missed': 0,
-                                                   'false_alarms': 0, 'cleared': 0,
-                                                   'channels': dict.fromkeys(CHANNEL_NAMES, 0)})
+            kind = by_kind.setdefault(
+                truth.kind,
+                {
+                    'subjects': 0,
+                    'caught': 0,
+                    'missed': 0,
+                    'false_alarms': 0,
+                    'cleared': 0,
+                    'channels': dict.fromkeys(CHANNEL_NAMES, 0),
+                },
+            )
             kind['subjects'] += 1
             kind[outcome] += 1
             if decision is not None:
@@ -77,12 +90,18 @@ class Evaluation:
             for category in truth.categories:
                 entry = by_category.setdefault(category, {'caught': 0, 'missed': 0})
                 entry[outcome] += 1
-            outcomes.append({'subject': key, 'contraband': truth.contraband,
-                             'truth': truth.description, 'outcome': outcome,
-                             'channel': CHANNEL_NAMES[decision.channel] if decision else None,
-                             'posterior_risk': decision.posterior if decision else None,
-                             'action': decision.action if decision else None,
-                             'explanation': decision.explanation if decision else None})
+            outcomes.append(
+                {
+                    'subject': key,
+                    'contraband': truth.contraband,
+                    'truth': truth.description,
+                    'outcome': outcome,
+                    'channel': CHANNEL_NAMES[decision.channel] if decision else None,
+                    'posterior_risk': decision.posterior if decision else None,
+                    'action': decision.action if decision else None,
+                    'explanation': decision.explanation if decision else None,
+                }
+            )
         channels = dict.fromkeys(CHANNEL_NAMES, 0)
         for decision in self.decisions.values():
             channels[CHANNEL_NAMES[decision.channel]] += 1
@@ -91,8 +110,9 @@ class Evaluation:
         return {
             'subjects_seen': len(self.truth),
             'subjects_decided': sum(1 for k in self.truth if k in self.decisions),
-            'decisions_for_unknown_subjects': sorted(k for k in self.decisions
-                                                     if k not in self.truth),
+            'decisions_for_unknown_subjects': sorted(
+                k for k in self.decisions if k not in self.truth
+            ),
             'decisions_by_channel': channels,
             **totals,
             'detection_rate': totals['caught'] / contraband if contraband else None,
@@ -106,25 +126,36 @@ class Evaluation:
 
 def summary_table(report: dict) -> str:
     """Return a short plain-text table of the report, for the terminal."""
-    lines = [f"{'kind':<10} {'subjects':>8} {'GREEN':>6} {'YELLOW':>6} {'RED':>5} "
-             f"{'caught':>6} {'missed':>6} {'false alarms':>12}"]
+    lines = [
+        f'{"kind":<10} {"subjects":>8} {"GREEN":>6} {"YELLOW":>6} {"RED":>5} '
+        f'{"caught":>6} {"missed":>6} {"false alarms":>12}'
+    ]
     for kind, row in sorted(report['by_kind'].items()):
         channels = row['channels']
-        lines.append(f"{kind:<10} {row['subjects']:>8} {channels['GREEN']:>6} "
-                     f"{channels['YELLOW']:>6} {channels['RED']:>5} {row['caught']:>6} "
-                     f"{row['missed']:>6} {row['false_alarms']:>12}")
+        lines.append(
+            f'{kind:<10} {row["subjects"]:>8} {channels["GREEN"]:>6} '
+            f'{channels["YELLOW"]:>6} {channels["RED"]:>5} {row["caught"]:>6} '
+            f'{row["missed"]:>6} {row["false_alarms"]:>12}'
+        )
     channels = report['decisions_by_channel']
-    lines.append(f"{'all':<10} {report['subjects_seen']:>8} {channels['GREEN']:>6} "
-                 f"{channels['YELLOW']:>6} {channels['RED']:>5} {report['caught']:>6} "
-                 f"{report['missed']:>6} {report['false_alarms']:>12}")
+    lines.append(
+        f'{"all":<10} {report["subjects_seen"]:>8} {channels["GREEN"]:>6} '
+        f'{channels["YELLOW"]:>6} {channels["RED"]:>5} {report["caught"]:>6} '
+        f'{report["missed"]:>6} {report["false_alarms"]:>12}'
+    )
 
     def pct(value):
         return 'n/a' if value is None else f'{100 * value:.1f}%'
-    lines.append(f"detection rate {pct(report['detection_rate'])}, precision "
-                 f"{pct(report['precision'])}, inspection rate {pct(report['inspection_rate'])}")
+
+    lines.append(
+        f'detection rate {pct(report["detection_rate"])}, precision '
+        f'{pct(report["precision"])}, inspection rate {pct(report["inspection_rate"])}'
+    )
     for category, row in sorted(report['by_contraband_category'].items()):
-        lines.append(f"  {category}: caught {row['caught']}, missed {row['missed']}")
+        lines.append(f'  {category}: caught {row["caught"]}, missed {row["missed"]}')
     if report['decisions_for_unknown_subjects']:
-        lines.append(f"  decisions about ids not in the scenario (misreads): "
-                     f"{len(report['decisions_for_unknown_subjects'])}")
+        lines.append(
+            f'  decisions about ids not in the scenario (misreads): '
+            f'{len(report["decisions_for_unknown_subjects"])}'
+        )
     return '\n'.join(lines)

@@ -12,17 +12,25 @@ import datetime
 import json
 import time
 
-from customs_interfaces.msg import GroundTruthSubject, RiskDecision, ScenarioStatus
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
+from customs_interfaces.msg import GroundTruthSubject, RiskDecision, ScenarioStatus
 from customs_lab.clearance.database import ClearanceDatabase, sqlite_url
 from customs_lab.common.data_dir import data_dir
-from customs_lab.common.node_support import (DECISIONS_QOS, DECISIONS_TOPIC, declare,
-                                             GROUND_TRUTH_TOPIC, LATCHED, LATCHED_ALL,
-                                             msg_to_subject, run_node, SCENARIO_STATUS_TOPIC)
+from customs_lab.common.node_support import (
+    DECISIONS_QOS,
+    DECISIONS_TOPIC,
+    GROUND_TRUTH_TOPIC,
+    LATCHED,
+    LATCHED_ALL,
+    SCENARIO_STATUS_TOPIC,
+    declare,
+    msg_to_subject,
+    run_node,
+)
 from customs_lab.common.subjects import SubjectKind
-from customs_lab.simulation.evaluation import Evaluation, summary_table, TruthRecord
+from customs_lab.simulation.evaluation import Evaluation, TruthRecord, summary_table
 
 
 class Evaluator(Node):
@@ -33,17 +41,23 @@ class Evaluator(Node):
         self.data_dir = data_dir(declare(self, 'data_dir', '', 'Data directory (empty: default)'))
         url = declare(self, 'database_url', '', 'Clearance database URL (empty: SQLite default)')
         self.database_url = url or sqlite_url(self.data_dir / 'clearance.db')
-        self.wait_after_finish = declare(self, 'wait_after_finish', 20.0,
-                                         'Wall s to wait for the last decisions after the '
-                                         'scenario finished', minimum=0.0, maximum=600.0)
+        self.wait_after_finish = declare(
+            self,
+            'wait_after_finish',
+            20.0,
+            'Wall s to wait for the last decisions after the scenario finished',
+            minimum=0.0,
+            maximum=600.0,
+        )
         self.evaluation = Evaluation()
         self.decisions_received = 0
         self.status = None
         self.finished_at = None
         self._last_progress = -1
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_subscription(GroundTruthSubject, GROUND_TRUTH_TOPIC, self.on_truth,
-                                 LATCHED_ALL)
+        self.create_subscription(
+            GroundTruthSubject, GROUND_TRUTH_TOPIC, self.on_truth, LATCHED_ALL
+        )
         self.create_subscription(RiskDecision, DECISIONS_TOPIC, self.on_decision, DECISIONS_QOS)
         self.create_subscription(ScenarioStatus, SCENARIO_STATUS_TOPIC, self.on_status, LATCHED)
         self.create_timer(0.5, self.on_timer, clock=self._wall)
@@ -53,14 +67,26 @@ class Evaluator(Node):
         subject = msg_to_subject(msg.subject)
         categories = tuple(sorted({i.category for i in msg.items if i.contraband}))
         description = '; '.join(i.description for i in msg.items if i.contraband) or 'clean'
-        self.evaluation.add_truth(TruthRecord(subject.key, SubjectKind(subject.kind).name.lower(),
-                                              msg.contraband, categories, description))
+        self.evaluation.add_truth(
+            TruthRecord(
+                subject.key,
+                SubjectKind(subject.kind).name.lower(),
+                msg.contraband,
+                categories,
+                description,
+            )
+        )
 
     def on_decision(self, msg: RiskDecision):
         """Record a decision (the latest one per subject counts)."""
         self.decisions_received += 1
-        self.evaluation.add_decision(msg_to_subject(msg.subject).key, msg.channel,
-                                     msg.posterior_risk, msg.recommended_action, msg.explanation)
+        self.evaluation.add_decision(
+            msg_to_subject(msg.subject).key,
+            msg.channel,
+            msg.posterior_risk,
+            msg.recommended_action,
+            msg.explanation,
+        )
 
     def on_status(self, msg: ScenarioStatus):
         """Follow the scenario; print progress every 10 %."""
@@ -68,9 +94,12 @@ class Evaluator(Node):
         step = int(msg.progress * 10)
         if step != self._last_progress:
             self._last_progress = step
-            print(f'[progress] {100 * msg.progress:5.1f}%  sim time '
-                  f'{msg.progress * msg.duration:7.1f} s  subjects {msg.subjects_spawned}/'
-                  f'{msg.subjects_total}  decisions {len(self.evaluation.decisions)}', flush=True)
+            print(
+                f'[progress] {100 * msg.progress:5.1f}%  sim time '
+                f'{msg.progress * msg.duration:7.1f} s  subjects {msg.subjects_spawned}/'
+                f'{msg.subjects_total}  decisions {len(self.evaluation.decisions)}',
+                flush=True,
+            )
         if msg.finished and self.finished_at is None:
             self.finished_at = self._wall.now()
 
@@ -79,8 +108,9 @@ class Evaluator(Node):
         if self.finished_at is None:
             return
         waited = (self._wall.now() - self.finished_at).nanoseconds * 1e-9
-        all_seen = self.status is not None and \
-            len(self.evaluation.truth) >= self.status.subjects_total
+        all_seen = (
+            self.status is not None and len(self.evaluation.truth) >= self.status.subjects_total
+        )
         if (all_seen and not self.evaluation.undecided) or waited >= self.wait_after_finish:
             self.finish()
 
@@ -104,31 +134,38 @@ class Evaluator(Node):
     def finish(self):
         """Write the report, print the summary and end the process (and so the launch)."""
         report = self.evaluation.report()
-        truth_readers = sorted(f'{i.node_namespace.rstrip("/")}/{i.node_name}'
-                               for i in self.get_subscriptions_info_by_topic(GROUND_TRUTH_TOPIC))
+        truth_readers = sorted(
+            f'{i.node_namespace.rstrip("/")}/{i.node_name}'
+            for i in self.get_subscriptions_info_by_topic(GROUND_TRUTH_TOPIC)
+        )
         me = f'{self.get_namespace().rstrip("/")}/{self.get_name()}'
-        report.update({
-            'scenario': self.status.scenario if self.status else '',
-            'seed': self.status.seed if self.status else 0,
-            'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            'decisions_received': self.decisions_received,
-            'decisions_in_database': self._stored_decisions(),
-            'database': self.database_url,
-            'ground_truth_subscribers': truth_readers,
-            'ground_truth_isolated': truth_readers == [me],
-        })
+        report.update(
+            {
+                'scenario': self.status.scenario if self.status else '',
+                'seed': self.status.seed if self.status else 0,
+                'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                'decisions_received': self.decisions_received,
+                'decisions_in_database': self._stored_decisions(),
+                'database': self.database_url,
+                'ground_truth_subscribers': truth_readers,
+                'ground_truth_isolated': truth_readers == [me],
+            }
+        )
         reports = self.data_dir / 'reports'
         reports.mkdir(parents=True, exist_ok=True)
         stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-        path = reports / f"{report['scenario'] or 'site'}-{stamp}.json"
+        path = reports / f'{report["scenario"] or "site"}-{stamp}.json'
         path.write_text(json.dumps(report, indent=2))
         latest = reports / 'latest.json'
         latest.unlink(missing_ok=True)
         latest.symlink_to(path.name)
         print('\n' + summary_table(report), flush=True)
-        print(f"decisions: {report['decisions_received']} received, "
-              f"{report['decisions_in_database']} in the database; ground truth read only by "
-              f"the evaluator: {report['ground_truth_isolated']}", flush=True)
+        print(
+            f'decisions: {report["decisions_received"]} received, '
+            f'{report["decisions_in_database"]} in the database; ground truth read only by '
+            f'the evaluator: {report["ground_truth_isolated"]}',
+            flush=True,
+        )
         print(f'report:   {path}\ndatabase: {self.database_url}', flush=True)
         raise SystemExit(0)
 

@@ -35,10 +35,10 @@ class LaneEvent:
 class LaneFrame:
     """One counting frame of the lane."""
 
-    counts: np.ndarray     # int, one per panel
-    live_time: float       # s
+    counts: np.ndarray  # int, one per panel
+    live_time: float  # s
     occupied: bool
-    events: tuple          # LaneEvent, in order, that happened during this frame
+    events: tuple  # LaneEvent, in order, that happened during this frame
 
 
 def _source_points(sim: SimSubject):
@@ -47,8 +47,14 @@ def _source_points(sim: SimSubject):
     length, width, height = sim.size
     for item in sim.truth:
         if item.nuclide and item.activity > 0:
-            points.append((np.array(item.position, dtype=float), item.nuclide, item.activity,
-                           tuple(item.shields)))
+            points.append(
+                (
+                    np.array(item.position, dtype=float),
+                    item.nuclide,
+                    item.activity,
+                    tuple(item.shields),
+                )
+            )
         for nuclide, specific in item.specific_activity.items():
             total = specific * item.mass * 1000.0  # Bq/g * g
             nx, ny, nz = NORM_GRID
@@ -56,8 +62,13 @@ def _source_points(sim: SimSubject):
             for i in range(nx):
                 for j in range(ny):
                     for k in range(nz):
-                        position = np.array([(i + 0.5) / nx * length, (j + 0.5) / ny * width,
-                                             (k + 0.5) / nz * height * 0.8])
+                        position = np.array(
+                            [
+                                (i + 0.5) / nx * length,
+                                (j + 0.5) / ny * width,
+                                (k + 0.5) / nz * height * 0.8,
+                            ]
+                        )
                         points.append((position, nuclide, share, ()))
     return points
 
@@ -83,15 +94,23 @@ class PortalLane:
         self.spec = spec
         self._rng = rng
         self._queue = deque()
-        self._active = None          # (SimSubject, entry time, expected rates per frame, length)
+        self._active = None  # (SimSubject, entry time, expected rates per frame, length)
         self._occupied = False
         self._read_id = ''
-        self._panels = [physics.DetectorPanel(
-            panel_id=p.id, center=np.array(p.center), normal=np.array(p.normal), width=p.width,
-            height=p.height, thickness=p.thickness) for p in spec.panels]
+        self._panels = [
+            physics.DetectorPanel(
+                panel_id=p.id,
+                center=np.array(p.center),
+                normal=np.array(p.normal),
+                width=p.width,
+                height=p.height,
+                thickness=p.thickness,
+            )
+            for p in spec.panels
+        ]
         self._background = np.array([p.background for p in spec.panels])
         self._free_at = 0.0
-        self.passed = []             # subjects that left the lane: (key, entry time, exit time)
+        self.passed = []  # subjects that left the lane: (key, entry time, exit time)
 
     @property
     def busy(self) -> bool:
@@ -108,7 +127,10 @@ class PortalLane:
     def _enter(self, sim: SimSubject, t0: float):
         spec = self.spec
         length = self._length(sim)
-        n_frames = int(math.ceil((spec.approach + length + spec.exit) / spec.speed / spec.frame_period)) + 1
+        n_frames = (
+            int(math.ceil((spec.approach + length + spec.exit) / spec.speed / spec.frame_period))
+            + 1
+        )
         expected = np.zeros((n_frames, len(self._panels)))
         points = _source_points(sim)
         if points:
@@ -123,8 +145,10 @@ class PortalLane:
                     sources_per_point.append((position, nuclide, activity, shields))
                 for f_index in range(n_frames):
                     offset = np.array([rear[f_index], -width / 2.0, spec.subject_floor_height])
-                    sources = [physics.PointSource(nuclide, activity, position + offset, shields)
-                               for position, nuclide, activity, shields in sources_per_point]
+                    sources = [
+                        physics.PointSource(nuclide, activity, position + offset, shields)
+                        for position, nuclide, activity, shields in sources_per_point
+                    ]
                     expected[f_index, p_index] = physics.expected_count_rate(panel, sources)
         self._active = (sim, t0, expected, length)
 
@@ -156,13 +180,16 @@ class PortalLane:
             events.append(LaneEvent(occupied, self._read_id))
             self._occupied = occupied
         counts = self._rng.poisson(rates * spec.frame_period)
-        return LaneFrame(counts=counts, live_time=spec.frame_period, occupied=occupied,
-                         events=tuple(events))
+        return LaneFrame(
+            counts=counts, live_time=spec.frame_period, occupied=occupied, events=tuple(events)
+        )
 
     def _read(self, subject_id: str) -> str:
-        """The lane reader (OCR / barcode): sometimes it misreads one character."""
+        """Read the id as the lane reader (OCR / barcode) does: now and then one is wrong."""
         if self._rng.random() >= self.spec.ocr_misread_probability:
             return subject_id
         position = int(self._rng.integers(4, len(subject_id)))
-        wrong = str((int(subject_id[position]) + 1) % 10) if subject_id[position].isdigit() else 'X'
-        return subject_id[:position] + wrong + subject_id[position + 1:]
+        wrong = (
+            str((int(subject_id[position]) + 1) % 10) if subject_id[position].isdigit() else 'X'
+        )
+        return subject_id[:position] + wrong + subject_id[position + 1 :]

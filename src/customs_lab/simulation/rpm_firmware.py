@@ -27,7 +27,7 @@ class RpmFirmware:
         self._decoder = protocol.LineDecoder()
         self.dropped_lines = 0
         self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)             # no echo, no line discipline: a plain byte pipe
+        tty.setraw(self._slave)  # no echo, no line discipline: a plain byte pipe
         os.set_blocking(self._master, False)
         self.link_path.parent.mkdir(parents=True, exist_ok=True)
         if self.link_path.is_symlink() or self.link_path.exists():
@@ -36,7 +36,7 @@ class RpmFirmware:
 
     def _next_seq(self) -> int:
         seq = self._seq
-        self._seq = (self._seq + 1) % 2 ** 32
+        self._seq = (self._seq + 1) % 2**32
         return seq
 
     def _send(self, frame):
@@ -46,7 +46,7 @@ class RpmFirmware:
             if written != len(line):
                 self.dropped_lines += 1
         except BlockingIOError:
-            self.dropped_lines += 1     # the host does not read: the device's buffer is full
+            self.dropped_lines += 1  # the host does not read: the device's buffer is full
         except OSError as error:
             if error.errno != errno.EIO:
                 raise
@@ -54,19 +54,35 @@ class RpmFirmware:
 
     def send_counts(self, ticks_ms: int, live_time: float, occupied: bool, counts):
         """Send one counts line."""
-        self._send(protocol.CountsFrame(self._next_seq(), ticks_ms % 2 ** 32, live_time, occupied,
-                                        tuple(int(c) for c in counts)))
+        self._send(
+            protocol.CountsFrame(
+                self._next_seq(),
+                ticks_ms % 2**32,
+                live_time,
+                occupied,
+                tuple(int(c) for c in counts),
+            )
+        )
 
     def send_occupancy(self, ticks_ms: int, occupied: bool, subject_id: str):
         """Send an occupancy edge with the lane reader's read."""
-        self._send(protocol.OccupancyFrame(self._next_seq(), ticks_ms % 2 ** 32, occupied,
-                                           subject_id))
+        self._send(
+            protocol.OccupancyFrame(self._next_seq(), ticks_ms % 2**32, occupied, subject_id)
+        )
 
     def send_status(self, ticks_ms: int):
         """Send a status line."""
-        self._send(protocol.StatusFrame(self._next_seq(), ticks_ms % 2 ** 32, self.model,
-                                        self.serial, self.hv_volts, self.temperature,
-                                        self.panel_ids))
+        self._send(
+            protocol.StatusFrame(
+                self._next_seq(),
+                ticks_ms % 2**32,
+                self.model,
+                self.serial,
+                self.hv_volts,
+                self.temperature,
+                self.panel_ids,
+            )
+        )
 
     def poll_host(self, ticks_ms: int):
         """Read what the host sent and answer it (a status request gets a status line)."""

@@ -29,12 +29,12 @@ class PanelSpec:
     """One detector panel of a portal, in the device frame."""
 
     id: str
-    center: tuple[float, float, float]   # m
-    normal: tuple[float, float, float]   # unit vector into the lane
-    width: float                         # m along x
-    height: float                        # m along z
-    thickness: float                     # m
-    background: float                    # cps of natural background
+    center: tuple[float, float, float]  # m
+    normal: tuple[float, float, float]  # unit vector into the lane
+    width: float  # m along x
+    height: float  # m along z
+    thickness: float  # m
+    background: float  # cps of natural background
 
 
 @dataclass(frozen=True)
@@ -92,47 +92,63 @@ def load_site(path) -> Site:
         where = f'{path}: device {name}'
         try:
             if device['type'] != 'radiation_portal_monitor':
-                raise ValueError(f"unknown device type {device['type']!r}")
+                raise ValueError(f'unknown device type {device["type"]!r}')
             panels = []
             for panel in device['panels']:
                 normal = np.asarray(panel['normal'], dtype=float)
-                if normal.shape != (3,) or not math.isclose(float(np.linalg.norm(normal)), 1.0,
-                                                            abs_tol=1e-6):
-                    raise ValueError(f"panel {panel['id']}: normal must be a unit 3-vector")
-                panels.append(PanelSpec(
-                    str(panel['id']), tuple(float(v) for v in panel['center']),
-                    tuple(float(v) for v in normal),
-                    _positive('width', panel['width'], where),
-                    _positive('height', panel['height'], where),
-                    _positive('thickness', panel['thickness'], where),
-                    _positive('background', panel['background'], where)))
+                if normal.shape != (3,) or not math.isclose(
+                    float(np.linalg.norm(normal)), 1.0, abs_tol=1e-6
+                ):
+                    raise ValueError(f'panel {panel["id"]}: normal must be a unit 3-vector')
+                panels.append(
+                    PanelSpec(
+                        str(panel['id']),
+                        tuple(float(v) for v in panel['center']),
+                        tuple(float(v) for v in normal),
+                        _positive('width', panel['width'], where),
+                        _positive('height', panel['height'], where),
+                        _positive('thickness', panel['thickness'], where),
+                        _positive('background', panel['background'], where),
+                    )
+                )
             portals[name] = PortalSpec(
-                name=name, hardware_id=str(device.get('hardware_id', f'rpm/{name}')),
-                subject_kind=str(device['subject_kind']), frame_id=str(device.get('frame_id', name)),
-                pose=_pose(device['pose']), speed=_positive('speed', device['speed'], where),
+                name=name,
+                hardware_id=str(device.get('hardware_id', f'rpm/{name}')),
+                subject_kind=str(device['subject_kind']),
+                frame_id=str(device.get('frame_id', name)),
+                pose=_pose(device['pose']),
+                speed=_positive('speed', device['speed'], where),
                 approach=_positive('approach', device['approach'], where),
                 exit=_positive('exit', device['exit'], where),
                 subject_floor_height=float(device.get('subject_floor_height', 0.0)),
                 headway=float(device.get('headway', 0.0)),
-                occupancy_half_width=_positive('occupancy_half_width',
-                                               device['occupancy_half_width'], where),
+                occupancy_half_width=_positive(
+                    'occupancy_half_width', device['occupancy_half_width'], where
+                ),
                 frame_period=_positive('frame_period', device['frame_period'], where),
                 ocr_misread_probability=float(device.get('ocr_misread_probability', 0.0)),
-                model=str(device.get('model', 'CL-RPM')), panels=tuple(panels))
+                model=str(device.get('model', 'CL-RPM')),
+                panels=tuple(panels),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f'{where}: {error!r}') from None
     zones = {name: _pose(zone['pose']) for name, zone in (spec.get('zones') or {}).items()}
     site = spec.get('site') or {}
-    return Site(name=str(site.get('name', path.stem)), map_file=str(site.get('map_file', '')),
-                portals=portals, zones=zones, source=path)
+    return Site(
+        name=str(site.get('name', path.stem)),
+        map_file=str(site.get('map_file', '')),
+        portals=portals,
+        zones=zones,
+        source=path,
+    )
 
 
 @dataclass(frozen=True)
 class OccupancyMap:
     """An occupancy grid as map_server reads it: values -1 unknown, 0 free, 100 occupied."""
 
-    data: np.ndarray        # int8, shape (height, width), row 0 at the bottom (map origin)
-    resolution: float       # m per cell
+    data: np.ndarray  # int8, shape (height, width), row 0 at the bottom (map origin)
+    resolution: float  # m per cell
     origin: tuple[float, float, float]  # x, y, yaw of cell (0, 0) in the map frame
 
 
@@ -157,13 +173,13 @@ def read_pgm(path) -> np.ndarray:
     data = pathlib.Path(path).read_bytes()
     tokens, position = [], 0
     while len(tokens) < 4:
-        while data[position:position + 1].isspace():
+        while data[position : position + 1].isspace():
             position += 1
-        if data[position:position + 1] == b'#':
+        if data[position : position + 1] == b'#':
             position = data.index(b'\n', position) + 1
             continue
         start = position
-        while not data[position:position + 1].isspace():
+        while not data[position : position + 1].isspace():
             position += 1
         tokens.append(data[start:position])
     if tokens[0] != b'P5' or int(tokens[3]) > 255:

@@ -8,13 +8,13 @@ device frame and device -> each detector panel frame, so that RViz shows the sit
 
 import pathlib
 
-from ament_index_python.packages import get_package_share_directory, PackageNotFoundError
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import OccupancyGrid
 from rclpy.node import Node
 from tf2_msgs.msg import TFMessage
 
-from customs_lab.common.node_support import declare, Diagnostics, LATCHED, run_node
+from customs_lab.common.node_support import LATCHED, Diagnostics, declare, run_node
 from customs_lab.site.layout import load_map, load_site
 
 
@@ -30,11 +30,23 @@ def static_transforms(site, map_frame: str = 'map'):
     """Return (parent, child, (x, y, z), (qx, qy, qz, qw)) for every device and panel frame."""
     frames = []
     for portal in site.portals.values():
-        frames.append((map_frame, portal.frame_id, (portal.pose.x, portal.pose.y, 0.0),
-                       portal.pose.quaternion()))
+        frames.append(
+            (
+                map_frame,
+                portal.frame_id,
+                (portal.pose.x, portal.pose.y, 0.0),
+                portal.pose.quaternion(),
+            )
+        )
         for panel in portal.panels:
-            frames.append((portal.frame_id, f'{portal.frame_id}/{panel.id}', panel.center,
-                           (0.0, 0.0, 0.0, 1.0)))
+            frames.append(
+                (
+                    portal.frame_id,
+                    f'{portal.frame_id}/{panel.id}',
+                    panel.center,
+                    (0.0, 0.0, 0.0, 1.0),
+                )
+            )
     for name, pose in site.zones.items():
         frames.append((map_frame, name, (pose.x, pose.y, 0.0), pose.quaternion()))
     return frames
@@ -70,17 +82,26 @@ class SiteMap(Node):
             t.header.stamp = msg.header.stamp
             t.header.frame_id, t.child_frame_id = parent, child
             t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = xyz
-            (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-             t.transform.rotation.w) = quaternion
+            (
+                t.transform.rotation.x,
+                t.transform.rotation.y,
+                t.transform.rotation.z,
+                t.transform.rotation.w,
+            ) = quaternion
             transforms.append(t)
         self.tf_pub.publish(TFMessage(transforms=transforms))
         self.diagnostics = Diagnostics(self, stale_after=None)
-        self.diagnostics.update('site_map', 'site', Diagnostics.OK,
-                                f'{msg.info.width}x{msg.info.height} cells, '
-                                f'{len(transforms)} static frames',
-                                {'map': str(map_path), 'site': str(site_path)})
-        self.get_logger().info(f'map {map_path} ({msg.info.width}x{msg.info.height} cells at '
-                               f'{grid.resolution} m), {len(transforms)} static frames')
+        self.diagnostics.update(
+            'site_map',
+            'site',
+            Diagnostics.OK,
+            f'{msg.info.width}x{msg.info.height} cells, {len(transforms)} static frames',
+            {'map': str(map_path), 'site': str(site_path)},
+        )
+        self.get_logger().info(
+            f'map {map_path} ({msg.info.width}x{msg.info.height} cells at '
+            f'{grid.resolution} m), {len(transforms)} static frames'
+        )
 
 
 def main(args=None):

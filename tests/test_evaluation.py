@@ -1,0 +1,39 @@
+"""The evaluator's scoring: caught, missed, false alarms, per kind and category."""
+
+from customs_lab.simulation.evaluation import Evaluation, TruthRecord, summary_table
+
+
+def test_scores():
+    evaluation = Evaluation()
+    evaluation.add_truth(
+        TruthRecord('container:A', 'container', True, ('radioactive_source',), 'Cs')
+    )
+    evaluation.add_truth(TruthRecord('container:B', 'container', True, ('narcotics',), 'coke'))
+    evaluation.add_truth(TruthRecord('container:C', 'container', False, (), 'clean'))
+    evaluation.add_truth(TruthRecord('parcel:D', 'parcel', False, (), 'clean'))
+    evaluation.add_truth(TruthRecord('parcel:E', 'parcel', True, ('radioactive_source',), 'Am'))
+    evaluation.add_decision('container:A', 0, 0.01, 'release', '')
+    evaluation.add_decision('container:A', 2, 0.99, 'physical_inspection', '')  # supersedes
+    evaluation.add_decision('container:B', 0, 0.01, 'release', '')
+    evaluation.add_decision('container:C', 1, 0.10, 'document_check', '')
+    evaluation.add_decision('parcel:D', 0, 0.01, 'release', '')
+    evaluation.add_decision('container:Z', 2, 0.9, 'hold', '')  # misread id
+    assert evaluation.undecided == ['parcel:E']
+    report = evaluation.report()
+    assert (report['caught'], report['missed'], report['false_alarms'], report['cleared']) == (
+        1,
+        2,
+        1,
+        1,
+    )
+    assert report['detection_rate'] == 1 / 3
+    assert report['precision'] == 0.5
+    assert report['inspection_rate'] == 2 / 5
+    assert report['by_contraband_category'] == {
+        'radioactive_source': {'caught': 1, 'missed': 1},
+        'narcotics': {'caught': 0, 'missed': 1},
+    }
+    assert report['by_kind']['container']['channels'] == {'GREEN': 1, 'YELLOW': 1, 'RED': 1}
+    assert report['decisions_for_unknown_subjects'] == ['container:Z']
+    table = summary_table(report)
+    assert 'detection rate 33.3%' in table and 'container' in table and 'misreads' in table

@@ -1,0 +1,103 @@
+"""The RPM serial protocol: CRC, encoding, and a decoder that survives corrupt input."""
+
+import numpy as np
+import pytest
+
+from customs_lab.radiation import protocol
+
+COUNTS = protocol.CountsFrame(41, 123456, 0.1, True, (210, 198, 0, 4_294_967_295))
+OCCUPANCY = protocol.OccupancyFrame(42, 123500, True, 'CSQU3054383')
+STATUS = protocol.StatusFrame(
+    43, 124000, 'CL-RPM-4P', 'SN1', 1100.0, 24.5, ('left_lower', 'left_upper')
+)
+
+
+def test_crc_check_value():
+    # CRC-16/CCITT-FALSE check value from the CRC catalogue
+    assert protocol.crc16_ccitt(b'123456789') == 0x29B1
+
+
+@pytest.mark.parametrize('frame', [COUNTS, OCCUPANCY, STATUS, protocol.StatusRequest()])
+def test_round_trip(frame):
+    line = protocol.encode(frame)
+    assert line.startswith(b'$') and line.endswith(b'\r\n')
+    assert protocol.parse_line(line) == frame
+
+
+def test_encoded_counts_line_is_as_documented():
+    line = protocol.encode(protocol.CountsFrame(1, 2, 0.1, False, (5, 6)))
+    body = b'RPMC,1,2,100,0,5,6'
+    assert line == b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode() + b'\r\n'
+
+
+def test_every_single_bit_flip_is_detected():
+    line = protocol.encode(COUNTS)
+    for index in range(1, len(line) - 2):
+        for bit in range(8):
+            corrupted = bytearray(line)
+            corrupted[index] ^= 1 << bit
+            if bytes(corrupted).strip(b'\r\n') == line.strip(b'\r\n'):
+                continue
+            with pytest.raises(protocol.ProtocolError):
+                parsed = protocol.parse_line(bytes(corrupted))
+                # a flip that still parses must not silently change the frame
+                if parsed == COUNTS:
+                    raise protocol.ProtocolError('content', 'unchanged')
+
+
+def test_bad_content_is_a_content_error():
+    body = b'RPMC,1,2,100,7,5'  # occupancy flag must be 0 or 1
+    line = b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode()
+    with pytest.raises(protocol.ProtocolError) as error:
+        protocol.parse_line(line)
+    assert error.value.kind == 'content'
+    body = b'RPMC,1,2,100,1,-5'  # negative counts
+    with pytest.raises(protocol.ProtocolError):
+        protocol.parse_line(b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode())
+
+
+def test_decoder_keeps_good_frames_around_garbage_and_counts_errors():
+    good = [protocol.CountsFrame(i, i * 100, 0.1, False, (i, 2 * i)) for i in range(20)]
+    stream = bytearray()
+    for i, frame in enumerate(good):
+        line = bytearray(protocol.encode(frame))
+        if i == 5:
+            line[8] ^= 0x04  # corrupt: CRC error, frame lost
+        stream += line
+        if i == 9:
+            stream += b'\x00\xffnoise'  # garbage before the next frame
+        if i == 14:
+            stream += b'$RPMC,trunc'  # a truncated line (cable glitch)
+    decoder = protocol.LineDecoder()
+    rng = np.random.default_rng(1)
+    frames, position = [], 0
+    while position < len(stream):  # arbitrary chunking, as a serial port delivers
+        size = int(rng.integers(1, 40))
+        frames += decoder.feed(bytes(stream[position : position + size]))
+        position += size
+    # only the corrupted frame is lost: after the truncated line the decoder resynchronises on '$'
+    expected = [f for i, f in enumerate(good) if i != 5]
+    assert frames == expected
+    assert decoder.errors['crc'] == 1
+    assert decoder.errors['framing'] >= 2
+    assert (
+        decoder.error_count
+        == decoder.errors['crc']
+        + decoder.errors['framing']
+        + decoder.errors['content']
+        + decoder.errors['overflow']
+    )
+
+
+def test_decoder_discards_endless_garbage_but_recovers():
+    decoder = protocol.LineDecoder()
+    assert decoder.feed(b'x' * (protocol.MAX_LINE + 10)) == []
+    assert decoder.errors['overflow'] == 1
+    assert decoder.feed(protocol.encode(OCCUPANCY)) == [OCCUPANCY]
+
+
+def test_reserved_characters_cannot_be_encoded():
+    with pytest.raises(ValueError):
+        protocol.encode(protocol.OccupancyFrame(1, 1, True, 'AB,CD'))
+    with pytest.raises(ValueError):
+        protocol.encode(protocol.OccupancyFrame(1, 1, True, 'AB*CD'))
