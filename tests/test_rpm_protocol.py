@@ -101,3 +101,13 @@ def test_reserved_characters_cannot_be_encoded():
         protocol.encode(protocol.OccupancyFrame(1, 1, True, 'AB,CD'))
     with pytest.raises(ValueError):
         protocol.encode(protocol.OccupancyFrame(1, 1, True, 'AB*CD'))
+
+
+def test_the_documented_example_lines_are_valid():
+    import pathlib
+
+    doc = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'protocols' / 'rpm_serial.md'
+    lines = [line for line in doc.read_text().splitlines() if line.startswith('$RPM')]
+    assert len(lines) == 4
+    frames = [protocol.parse_line(line.encode()) for line in lines]
+    assert isinstance(frames[2], protocol.OccupancyFrame) and frames[2].subject_id == 'CSQU3054383'

@@ -101,8 +101,8 @@ def declaration_record(msg: Declaration) -> DeclarationRecord:
 class ClearanceBridge(LifecycleNode):
     """Deliver decisions and declarations to the clearance database."""
 
-    def __init__(self):
-        super().__init__('clearance_bridge')
+    def __init__(self, **kwargs):
+        super().__init__('clearance_bridge', **kwargs)
         declare(
             self,
             'database_url',

@@ -64,8 +64,8 @@ class SubjectFile:
 class RiskFusion(Node):
     """Combine evidence into decisions."""
 
-    def __init__(self):
-        super().__init__('risk_fusion')
+    def __init__(self, **kwargs):
+        super().__init__('risk_fusion', **kwargs)
         self.config = FusionConfig(
             base_rate={
                 kind: declare(

@@ -49,8 +49,8 @@ def explain(result, background_ready: bool) -> str:
 class RpmAlarm(Node):
     """Per-passage alarm and evidence for one portal."""
 
-    def __init__(self):
-        super().__init__('rpm_alarm')
+    def __init__(self, **kwargs):
+        super().__init__('rpm_alarm', **kwargs)
         declare(
             self,
             'window',

@@ -26,6 +26,8 @@ from customs_lab.common.node_support import Diagnostics, declare, run_node, subj
 from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.radiation import protocol
 
+ERROR_HOLD = 5.0  # s a bad line or lost frame keeps the device's status at WARN
+
 
 def resolve_port(port: str, data_directory: str = '') -> str:
     """Return the device path: absolute as given, or a name under <data_dir>/dev (simulators)."""
@@ -37,8 +39,8 @@ def resolve_port(port: str, data_directory: str = '') -> str:
 class RpmDriver(LifecycleNode):
     """Read an RPM over a serial port and publish its frames."""
 
-    def __init__(self):
-        super().__init__('rpm_driver')
+    def __init__(self, **kwargs):
+        super().__init__('rpm_driver', **kwargs)
         declare(
             self,
             'port',
@@ -146,6 +148,8 @@ class RpmDriver(LifecycleNode):
         self._subject_id = ''
         self._last_line = None
         self._link_state = 'closed'
+        self._problems_seen = 0
+        self._problem_at = None
 
     def _read_loop(self):
         link = None
@@ -232,13 +236,18 @@ class RpmDriver(LifecycleNode):
 
     # diagnostics ---------------------------------------------------------------------------
     def _report_health(self, silent: bool):
+        # bad lines and lost frames make the status WARN for ERROR_HOLD seconds after the last one
+        problems = self.decoder.error_count + self.stats['lost_frames']
+        now = time.monotonic()
+        if problems != self._problems_seen:
+            self._problems_seen, self._problem_at = problems, now
         if silent:
             level, message = Diagnostics.ERROR, 'device silent'
-        elif self.decoder.error_count or self.stats['lost_frames']:
-            level, message = (
-                Diagnostics.WARN,
-                f'{self.decoder.error_count} bad lines, '
-                f'{self.stats["lost_frames"]} lost frames (last: {self.decoder.last_error})',
+        elif self._problem_at is not None and now - self._problem_at < ERROR_HOLD:
+            level = Diagnostics.WARN
+            message = (
+                f'{self.decoder.error_count} bad lines, {self.stats["lost_frames"]} lost frames '
+                f'so far (last: {self.decoder.last_error})'
             )
         else:
             level, message = Diagnostics.OK, 'receiving'

@@ -36,8 +36,8 @@ from customs_lab.simulation.evaluation import Evaluation, TruthRecord, summary_t
 class Evaluator(Node):
     """Compare decisions with the truth; report."""
 
-    def __init__(self):
-        super().__init__('evaluator')
+    def __init__(self, **kwargs):
+        super().__init__('evaluator', **kwargs)
         self.data_dir = data_dir(declare(self, 'data_dir', '', 'Data directory (empty: default)'))
         url = declare(self, 'database_url', '', 'Clearance database URL (empty: SQLite default)')
         self.database_url = url or sqlite_url(self.data_dir / 'clearance.db')

@@ -61,8 +61,8 @@ def resolve_config(value: str, subdir: str, suffix: str = '.yaml') -> pathlib.Pa
 class SiteSimulator(Node):
     """The simulated site: clock, declarations, lanes and device firmware, ground truth."""
 
-    def __init__(self):
-        super().__init__('site_simulator')
+    def __init__(self, **kwargs):
+        super().__init__('site_simulator', **kwargs)
         scenario_name = declare(
             self,
             'scenario',

@@ -55,8 +55,8 @@ def static_transforms(site, map_frame: str = 'map'):
 class SiteMap(Node):
     """Publish the site map and the static frames."""
 
-    def __init__(self):
-        super().__init__('site_map')
+    def __init__(self, **kwargs):
+        super().__init__('site_map', **kwargs)
         site_file = declare(self, 'site_file', '', 'Site description (empty: config/site.yaml)')
         self.map_frame = declare(self, 'map_frame', 'map', 'Fixed frame of the site (REP-105)')
         site_path = pathlib.Path(site_file) if site_file else share_dir() / 'config' / 'site.yaml'

@@ -1,0 +1,44 @@
+"""Helpers for tests that run real ROS 2 nodes in-process over DDS (isolated domain: conftest)."""
+
+import time
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+
+
+class RosHarness:
+    """An rclpy context with an executor; spin until a condition holds or a timeout passes."""
+
+    def __init__(self):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes = []
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def node(self, name, **kwargs):
+        return self.add(rclpy.create_node(name, context=self.context, **kwargs))
+
+    def spin_until(self, condition, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def spin_for(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self):
+        for node in self.nodes:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown()
+        rclpy.try_shutdown(context=self.context)

@@ -1,0 +1,99 @@
+"""The RPM driver node over a real pseudo-terminal: frames, corrupt data, a cable pulled and replugged."""
+
+import os
+
+from customs_interfaces.msg import RadiationCounts
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import pytest
+from rclpy.parameter import Parameter
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def harness():
+    from ros_support import RosHarness
+
+    harness = RosHarness()
+    yield harness
+    harness.close()
+
+
+def statuses(messages, name_part):
+    return [s for m in messages for s in m.status if name_part in s.name]
+
+
+def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_path):
+    from customs_lab.radiation.rpm_driver_node import RpmDriver
+    from customs_lab.simulation.rpm_firmware import RpmFirmware
+
+    link = tmp_path / 'dev' / 'rpm_test'
+    firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-T', ['left', 'right'])
+    driver = harness.add(RpmDriver(context=harness.context, parameter_overrides=[
+        Parameter('port', value=str(link)), Parameter('sensor_id', value='rpm/test'),
+        Parameter('subject_kind', value='parcel'), Parameter('reconnect_period', value=0.1),
+        Parameter('silence_timeout', value=3.0)]))
+    driver.trigger_configure()
+    driver.trigger_activate()
+    listener = harness.node('listener')
+    received, diagnostics = [], []
+    listener.create_subscription(RadiationCounts, 'counts', received.append, 100)
+    listener.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 100)
+    assert harness.spin_until(lambda: driver.stats['reconnects'] == 1, 5.0)
+
+    def status_answered():
+        firmware.poll_host(500)  # the simulator does this every tick
+        return driver.panel_ids == ('left', 'right')
+
+    assert harness.spin_until(status_answered, 5.0)
+
+    firmware.send_occupancy(1000, True, 'RR123456785KR')
+    for tick in range(10):
+        firmware.send_counts(1000 + 100 * tick, 0.1, True, [100 + tick, 200 + tick])
+    assert harness.spin_until(lambda: len(received) == 10, 5.0)
+    assert [m.gamma_counts.tolist() for m in received][:2] == [[100, 200], [101, 201]]
+    assert received[0].gamma_panel_ids == ['left', 'right']
+    assert received[0].subject.id == 'RR123456785KR' and received[0].subject.id_valid
+    assert received[0].sensor_id == 'rpm/test' and received[0].live_time == pytest.approx(0.1)
+
+    # corrupt bytes between good lines: the bad line is counted, the good ones all arrive
+    os.write(firmware._master, b'$RPMC,99,1,100,0,5*0000\r\n\x00\x13garbage')
+    for tick in range(5):
+        firmware.send_counts(3000 + 100 * tick, 0.1, False, [1, 2])
+    assert harness.spin_until(lambda: len(received) == 15, 5.0)
+    assert driver.decoder.errors['crc'] == 1 and driver.decoder.errors['framing'] >= 1
+    assert harness.spin_until(
+        lambda: any(s.level == DiagnosticStatus.WARN
+                    for s in statuses(diagnostics[-3:], 'rpm_driver')), 5.0)
+
+    # pull the cable: the device disappears; the driver reports it and keeps retrying
+    firmware.close()
+    assert harness.spin_until(
+        lambda: any(s.level == DiagnosticStatus.ERROR
+                    for s in statuses(diagnostics[-3:], 'rpm_driver')), 5.0)
+    # plug it back in (a new pty at the same link): the driver reopens it, frames flow again
+    firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-T', ['left', 'right'])
+    assert harness.spin_until(lambda: driver.stats['reconnects'] == 2, 5.0)
+    harness.spin_for(0.3)
+    firmware.send_counts(9000, 0.1, False, [7, 8])
+    assert harness.spin_until(lambda: received[-1].gamma_counts.tolist() == [7, 8], 5.0)
+
+    def live_device_reports_ok():
+        firmware.send_status(9100)  # a device that keeps talking, with no more bad lines
+        return any(s.level == DiagnosticStatus.OK for s in statuses(diagnostics[-1:], 'rpm_driver'))
+
+    # the WARN for the earlier bad lines holds for ERROR_HOLD seconds, then clears
+    assert harness.spin_until(live_device_reports_ok, 10.0)
+    driver.trigger_deactivate()
+    firmware.close()
+
+
+def test_driver_refuses_a_bad_subject_kind(harness):
+    from lifecycle_msgs.msg import State
+
+    from customs_lab.radiation.rpm_driver_node import RpmDriver
+
+    driver = harness.add(RpmDriver(context=harness.context, parameter_overrides=[
+        Parameter('subject_kind', value='truck')]))
+    driver.trigger_configure()
+    assert driver._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
