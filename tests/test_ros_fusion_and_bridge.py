@@ -1,4 +1,4 @@
-"""Fusion and the clearance bridge over real DDS: evidence in, explained decisions in SQLite once."""
+"""Fusion and the clearance bridge over real DDS: evidence in, explained decisions stored once."""
 
 import subprocess
 import sys
@@ -22,29 +22,42 @@ def harness():
 
 def evidence(subject_id, llr, group='rpm/portal_lane_1'):
     from customs_interfaces.msg import Evidence, SubjectRef
-
     from customs_lab.common.node_support import uuid_to_msg
 
-    msg = Evidence(evidence_id=uuid_to_msg(uuid.uuid4()), sensor_id='rpm/portal_lane_1',
-                   source_node='/test', kind=Evidence.KIND_RADIATION_GAMMA,
-                   log_likelihood_ratio=llr, correlation_group=group, explanation=f'llr {llr}')
+    msg = Evidence(
+        evidence_id=uuid_to_msg(uuid.uuid4()),
+        sensor_id='rpm/portal_lane_1',
+        source_node='/test',
+        kind=Evidence.KIND_RADIATION_GAMMA,
+        log_likelihood_ratio=llr,
+        correlation_group=group,
+        explanation=f'llr {llr}',
+    )
     msg.subject = SubjectRef(kind=SubjectRef.KIND_CONTAINER, id=subject_id, id_valid=True)
     return msg
 
 
 def test_evidence_to_decisions_to_database(harness, tmp_path):
     from customs_interfaces.msg import Evidence, RiskDecision
-
     from customs_lab.clearance.clearance_bridge_node import ClearanceBridge
     from customs_lab.clearance.database import ClearanceDatabase, sqlite_url
     from customs_lab.common.node_support import DECISIONS_QOS, reliable
     from customs_lab.fusion.risk_fusion_node import RiskFusion
 
     url = sqlite_url(tmp_path / 'clearance.db')
-    fusion = harness.add(RiskFusion(context=harness.context, parameter_overrides=[
-        Parameter('expected_evidence_container', value=['radiation.gamma'])]))
-    bridge = harness.add(ClearanceBridge(context=harness.context, parameter_overrides=[
-        Parameter('database_url', value=url)]))
+    fusion = harness.add(
+        RiskFusion(
+            context=harness.context,
+            parameter_overrides=[
+                Parameter('expected_evidence_container', value=['radiation.gamma'])
+            ],
+        )
+    )
+    bridge = harness.add(
+        ClearanceBridge(
+            context=harness.context, parameter_overrides=[Parameter('database_url', value=url)]
+        )
+    )
     bridge.trigger_configure()
     bridge.trigger_activate()
     test = harness.node('test_source')
@@ -54,13 +67,15 @@ def test_evidence_to_decisions_to_database(harness, tmp_path):
     assert harness.spin_until(lambda: publisher.get_subscription_count() >= 1, 5.0)
     harness.spin_for(0.5)
 
-    publisher.publish(evidence('CSQU3054383', 12.0))   # strong alarm
-    publisher.publish(evidence('MSCU6639870', -1.5))   # clean passage
+    publisher.publish(evidence('CSQU3054383', 12.0))  # strong alarm
+    publisher.publish(evidence('MSCU6639870', -1.5))  # clean passage
     assert harness.spin_until(lambda: len(decisions) == 2, 5.0)
     by_id = {d.subject.id: d for d in decisions}
     red, green = by_id['CSQU3054383'], by_id['MSCU6639870']
-    assert red.channel == RiskDecision.CHANNEL_RED and red.recommended_action == 'physical_inspection'
-    assert red.posterior_risk == pytest.approx(1 / (1 + 99 * 2.718281828 ** -12.0), rel=1e-6)
+    assert (
+        red.channel == RiskDecision.CHANNEL_RED and red.recommended_action == 'physical_inspection'
+    )
+    assert red.posterior_risk == pytest.approx(1 / (1 + 99 * 2.718281828**-12.0), rel=1e-6)
     assert green.channel == RiskDecision.CHANNEL_GREEN
     assert len(red.contributions) == 1 and red.contributions[0].contribution == 12.0
     assert 'radiation.gamma' in red.explanation
@@ -88,13 +103,12 @@ def test_evidence_to_decisions_to_database(harness, tmp_path):
 def test_custom_interfaces_cross_processes_over_dds(harness):
     """A decision published by another process arrives intact (the generated types on the wire)."""
     from customs_interfaces.msg import RiskDecision
-
     from customs_lab.common.node_support import DECISIONS_QOS
 
     received = []
     node = harness.node('receiver')
     node.create_subscription(RiskDecision, '/decisions', received.append, DECISIONS_QOS)
-    script = textwrap.dedent('''
+    script = textwrap.dedent("""
         import time, rclpy
         from customs_interfaces.msg import EvidenceContribution, RiskDecision, SubjectRef
         from customs_lab.common.node_support import DECISIONS_QOS
@@ -113,13 +127,16 @@ def test_custom_interfaces_cross_processes_over_dds(harness):
         time.sleep(1.0)
         node.destroy_node()
         rclpy.shutdown()
-    ''')
+    """)
     sender = subprocess.Popen([sys.executable, '-c', script])
     try:
         assert harness.spin_until(lambda: received, 15.0)
     finally:
         assert sender.wait(timeout=15) == 0
     msg = received[0]
-    assert (msg.subject.id, msg.channel, msg.recommended_action) == \
-        ('RR123456785KR', 1, 'xray_inspection')
+    assert (msg.subject.id, msg.channel, msg.recommended_action) == (
+        'RR123456785KR',
+        1,
+        'xray_inspection',
+    )
     assert msg.contributions[0].contribution == 1.5 and msg.explanation == 'cross-process'

@@ -1,11 +1,12 @@
-"""The RPM driver node over a real pseudo-terminal: frames, corrupt data, a cable pulled and replugged."""
+"""The RPM driver node on a real pseudo-terminal: frames, corrupt data, a cable pulled and back."""
 
 import os
 
-from customs_interfaces.msg import RadiationCounts
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import pytest
 from rclpy.parameter import Parameter
+
+from customs_interfaces.msg import RadiationCounts
 
 pytestmark = pytest.mark.ros
 
@@ -29,10 +30,18 @@ def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_pat
 
     link = tmp_path / 'dev' / 'rpm_test'
     firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-T', ['left', 'right'])
-    driver = harness.add(RpmDriver(context=harness.context, parameter_overrides=[
-        Parameter('port', value=str(link)), Parameter('sensor_id', value='rpm/test'),
-        Parameter('subject_kind', value='parcel'), Parameter('reconnect_period', value=0.1),
-        Parameter('silence_timeout', value=3.0)]))
+    driver = harness.add(
+        RpmDriver(
+            context=harness.context,
+            parameter_overrides=[
+                Parameter('port', value=str(link)),
+                Parameter('sensor_id', value='rpm/test'),
+                Parameter('subject_kind', value='parcel'),
+                Parameter('reconnect_period', value=0.1),
+                Parameter('silence_timeout', value=3.0),
+            ],
+        )
+    )
     driver.trigger_configure()
     driver.trigger_activate()
     listener = harness.node('listener')
@@ -63,14 +72,20 @@ def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_pat
     assert harness.spin_until(lambda: len(received) == 15, 5.0)
     assert driver.decoder.errors['crc'] == 1 and driver.decoder.errors['framing'] >= 1
     assert harness.spin_until(
-        lambda: any(s.level == DiagnosticStatus.WARN
-                    for s in statuses(diagnostics[-3:], 'rpm_driver')), 5.0)
+        lambda: any(
+            s.level == DiagnosticStatus.WARN for s in statuses(diagnostics[-3:], 'rpm_driver')
+        ),
+        5.0,
+    )
 
     # pull the cable: the device disappears; the driver reports it and keeps retrying
     firmware.close()
     assert harness.spin_until(
-        lambda: any(s.level == DiagnosticStatus.ERROR
-                    for s in statuses(diagnostics[-3:], 'rpm_driver')), 5.0)
+        lambda: any(
+            s.level == DiagnosticStatus.ERROR for s in statuses(diagnostics[-3:], 'rpm_driver')
+        ),
+        5.0,
+    )
     # plug it back in (a new pty at the same link): the driver reopens it, frames flow again
     firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-T', ['left', 'right'])
     assert harness.spin_until(lambda: driver.stats['reconnects'] == 2, 5.0)
@@ -80,7 +95,9 @@ def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_pat
 
     def live_device_reports_ok():
         firmware.send_status(9100)  # a device that keeps talking, with no more bad lines
-        return any(s.level == DiagnosticStatus.OK for s in statuses(diagnostics[-1:], 'rpm_driver'))
+        return any(
+            s.level == DiagnosticStatus.OK for s in statuses(diagnostics[-1:], 'rpm_driver')
+        )
 
     # the WARN for the earlier bad lines holds for ERROR_HOLD seconds, then clears
     assert harness.spin_until(live_device_reports_ok, 10.0)
@@ -93,7 +110,10 @@ def test_driver_refuses_a_bad_subject_kind(harness):
 
     from customs_lab.radiation.rpm_driver_node import RpmDriver
 
-    driver = harness.add(RpmDriver(context=harness.context, parameter_overrides=[
-        Parameter('subject_kind', value='truck')]))
+    driver = harness.add(
+        RpmDriver(
+            context=harness.context, parameter_overrides=[Parameter('subject_kind', value='truck')]
+        )
+    )
     driver.trigger_configure()
     assert driver._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
