@@ -4,11 +4,14 @@ import math
 
 import numpy as np
 
+from customs_lab.radiation.alarm import BackgroundEstimator
 from customs_lab.radiation.passage import PassageTracker
 
 
 class RecordingEstimator:
     """Remembers what the tracker taught it (the real estimator: test_radiation_alarm)."""
+
+    ready = False  # so the tracker's gate never applies
 
     def __init__(self):
         self.frames = []
@@ -19,7 +22,7 @@ class RecordingEstimator:
 
 def test_passages_are_cut_on_occupancy_and_background_learns_only_empty_frames():
     estimator = RecordingEstimator()
-    tracker = PassageTracker(estimator)
+    tracker = PassageTracker(estimator, holdoff=0.0)
     occupancy = [0, 0, 1, 1, 1, 0, 0, 1, 1, 0]
     passages = []
     for seq, occupied in enumerate(occupancy):
@@ -48,3 +51,34 @@ def test_a_parked_subject_is_cut_at_max_frames():
     tracker = PassageTracker(RecordingEstimator(), max_frames=5)
     results = [tracker.feed(i * 0.1, i, [1], 0.1, True) for i in range(12)]
     assert [len(r.counts) for r in results if r is not None] == [5, 5]
+
+
+def test_the_holdoff_keeps_the_departing_subject_out_of_the_background():
+    estimator = RecordingEstimator()
+    tracker = PassageTracker(estimator, holdoff=1.0)
+    tracker.feed(0.0, 0, [5], 0.1, True)
+    stamps = [0.1 * i for i in range(1, 15)]
+    for seq, stamp in enumerate(stamps, start=1):
+        tracker.feed(stamp, seq, [seq], 0.1, False)
+    # the passage ends at t=0.1: frames before t=1.1 are skipped (10 of them), later ones learned
+    assert tracker.holdoff_frames == 10
+    assert [f[0][0] for f in estimator.frames] == [11, 12, 13, 14]
+
+
+def test_the_gate_keeps_a_source_beside_the_empty_lane_out_of_the_background():
+    rng = np.random.default_rng(7)
+    estimator = BackgroundEstimator(2, time_constant=30.0, min_live_time=5.0)
+    tracker = PassageTracker(estimator, holdoff=0.0, gate_sigma=5.0)
+    background = np.array([300.0, 200.0])  # cps
+    for seq in range(200):  # 20 s of background: learned, and the gate lets it through
+        tracker.feed(seq * 0.1, seq, rng.poisson(background * 0.1), 0.1, False)
+    assert estimator.ready and tracker.elevated_frames == 0
+    for seq in range(200, 300):  # a source parked beside the empty lane: 4x background
+        tracker.feed(seq * 0.1, seq, rng.poisson(4 * background * 0.1), 0.1, False)
+    assert tracker.elevated_frames == 100
+    assert np.allclose(estimator.rate(), background, rtol=0.1)
+    # Without the gate the estimate would have followed the source
+    ungated = BackgroundEstimator(2, time_constant=30.0, min_live_time=5.0)
+    ungated.update(rng.poisson(background * 0.1, size=(200, 2)), 0.1)
+    ungated.update(rng.poisson(4 * background * 0.1, size=(100, 2)), 0.1)
+    assert np.sum(ungated.rate()) > 1.5 * np.sum(background)

@@ -1,7 +1,16 @@
 """Cut a portal's frame stream into passages: frames while the lane is occupied, one per subject.
 
-Frames while the lane is empty teach the background estimator; frames while it is occupied are
-collected; when occupancy ends, the passage is complete. Core module: no ROS.
+Frames while the lane is occupied are collected; when occupancy ends, the passage is complete.
+Frames of the empty lane teach the background estimator, with two guards that keep a source out
+of the background (as portal monitors do):
+
+- a hold-off: for `holdoff` s after a passage ends nothing is learned (the subject that just
+  left is still close to the detectors);
+- a gate: once the background is learned, an empty-lane frame whose gross count exceeds the
+  expected background by more than `gate_sigma` Poisson standard deviations is not learned; it
+  is counted in `elevated_frames` (a source near an empty lane is worth a diagnostic).
+
+Core module: no ROS.
 """
 
 from dataclasses import dataclass
@@ -26,9 +35,19 @@ class Passage:
 class PassageTracker:
     """Feed frames in order; get a Passage back when the lane empties."""
 
-    def __init__(self, background_estimator, max_frames: int = 6000):
+    def __init__(self, background_estimator, max_frames: int = 6000, holdoff: float = 5.0,
+                 gate_sigma: float = 5.0):
+        if not (math.isfinite(holdoff) and holdoff >= 0):
+            raise ValueError(f'holdoff must be >= 0 s, got {holdoff!r}')
+        if not gate_sigma > 0:
+            raise ValueError(f'gate_sigma must be positive, got {gate_sigma!r}')
         self.background = background_estimator
         self.max_frames = max_frames
+        self.holdoff = float(holdoff)
+        self.gate_sigma = float(gate_sigma)
+        self._holdoff_until = -math.inf
+        self.elevated_frames = 0  # empty-lane frames kept out of the background by the gate
+        self.holdoff_frames = 0  # empty-lane frames skipped in the hold-off
         self._frames, self._live, self._seqs = [], [], []
         self._subject_id = ''
         self._start = 0.0
@@ -69,9 +88,23 @@ class PassageTracker:
             if len(self._frames) >= self.max_frames:  # a subject parked in the lane: cut here
                 return self._complete(stamp)
             return None
-        passage = self._complete(stamp) if self._frames else None
-        self.background.update(counts, live_time)
+        passage = None
+        if self._frames:
+            passage = self._complete(stamp)
+            self._holdoff_until = stamp + self.holdoff
+        if stamp < self._holdoff_until:
+            self.holdoff_frames += 1
+        elif self._elevated(counts, live_time):
+            self.elevated_frames += 1
+        else:
+            self.background.update(counts, live_time)
         return passage
+
+    def _elevated(self, counts: np.ndarray, live_time: float) -> bool:
+        if not self.background.ready:
+            return False
+        expected = float(np.sum(self.background.rate())) * live_time
+        return float(np.sum(counts)) > expected + self.gate_sigma * math.sqrt(max(expected, 1.0))
 
     def _complete(self, stamp: float) -> Passage:
         passage = Passage(

@@ -99,9 +99,26 @@ class RpmAlarm(Node):
             minimum=0.0,
             maximum=3600.0,
         )
+        declare(
+            self,
+            'background_holdoff',
+            5.0,
+            'Time after a passage before the empty lane teaches the background again, s',
+            minimum=0.0,
+            maximum=600.0,
+        )
+        declare(
+            self,
+            'background_gate_sigma',
+            5.0,
+            'Empty-lane frames above background by more than this many sigma are not learned',
+            minimum=1.0,
+            maximum=1000.0,
+        )
         self.add_on_set_parameters_callback(self._validate)
         self.add_post_set_parameters_callback(self._apply)
         self.tracker = None
+        self._elevated_reported = 0
         self.sensor_id = ''
         self.stats = {'passages': 0, 'alarms': 0, 'frames': 0}
         self._apply([])
@@ -137,6 +154,8 @@ class RpmAlarm(Node):
             self._estimator_args = (
                 get('background_time_constant').value,
                 get('background_min_live_time').value,
+                get('background_holdoff').value,
+                get('background_gate_sigma').value,
             )
             self.tracker = None  # rebuilt on the next frame, when the channel count is known
 
@@ -145,12 +164,15 @@ class RpmAlarm(Node):
         self.stats['frames'] += 1
         self.sensor_id = msg.sensor_id
         if self.tracker is None or self.tracker.background.n_channels != len(msg.gamma_counts):
-            time_constant, min_live = self._estimator_args
+            time_constant, min_live, holdoff, gate_sigma = self._estimator_args
             self.tracker = PassageTracker(
                 alarm.BackgroundEstimator(
                     len(msg.gamma_counts), time_constant=time_constant, min_live_time=min_live
-                )
+                ),
+                holdoff=holdoff,
+                gate_sigma=gate_sigma,
             )
+            self._elevated_reported = 0
             self.frame_id = msg.header.frame_id
         if msg.occupied and msg.subject.id:
             self.subject = msg.subject
@@ -221,11 +243,24 @@ class RpmAlarm(Node):
             else Diagnostics.WARN
         )
         message = 'background learned' if background.ready else 'learning background'
+        if self.tracker.elevated_frames > self._elevated_reported:
+            level = Diagnostics.WARN
+            message += (
+                f'; count rate above background with the lane empty '
+                f'({self.tracker.elevated_frames - self._elevated_reported} frames in the last '
+                'report: a source near the portal?)'
+            )
+        self._elevated_reported = self.tracker.elevated_frames
         if self.tracker.rejected_frames:
             message += (
                 f'; {self.tracker.rejected_frames} bad frames ({self.tracker.last_rejection})'
             )
-        values = dict(self.stats, background_cps=[round(float(r), 1) for r in background.rate()])
+        values = dict(
+            self.stats,
+            elevated_empty_lane_frames=self.tracker.elevated_frames,
+            holdoff_frames=self.tracker.holdoff_frames,
+            background_cps=[round(float(r), 1) for r in background.rate()],
+        )
         self.diagnostics.update(
             f'rpm_alarm: {self.sensor_id}', self.sensor_id, level, message, values
         )
