@@ -34,19 +34,11 @@ def _ros_available() -> bool:
 ROS_AVAILABLE = _ros_available()
 
 
-def pytest_collection_modifyitems(config, items):
-    """Fail loudly (never skip silently) when ROS tests run without the ROS environment."""
-    if ROS_AVAILABLE:
-        return
-    for item in items:
-        if 'ros' in item.keywords or 'site' in item.keywords:
-            item.add_marker(
-                pytest.mark.xfail(
-                    reason='the ROS 2 environment is not sourced (run make test)',
-                    run=False,
-                    strict=True,
-                )
-            )
+def pytest_runtest_setup(item):
+    """Fail loudly (never skip) when ROS tests run without the ROS environment."""
+    if not ROS_AVAILABLE and ('ros' in item.keywords or 'site' in item.keywords):
+        pytest.fail('the ROS 2 environment is not sourced: run `make test` '
+                    '(or `source tools/env.sh` first)', pytrace=False)
 
 
 @pytest.fixture

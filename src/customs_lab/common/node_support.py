@@ -11,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from unique_identifier_msgs.msg import UUID as UuidMsg  # noqa: N811
 
@@ -76,7 +77,20 @@ def declare(node, name, default, description, *, minimum=None, maximum=None, rea
                     step=0.0,
                 )
             ]
-    return node.declare_parameter(name, default, descriptor).value
+    if not isinstance(default, float):
+        return node.declare_parameter(name, default, descriptor).value
+    # A double parameter also takes an integer (`rate:=20` on a launch line is typed as an
+    # integer by launch, and rclpy would refuse it): declare it dynamically typed, convert, check.
+    descriptor.dynamic_typing = True
+    value = node.declare_parameter(name, default, descriptor).value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"parameter '{name}' must be a number, got {value!r}")
+    value = float(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"parameter '{name}' = {value:g} is outside [{minimum}, {maximum}]")
+    if not isinstance(node.get_parameter(name).value, float):
+        node.set_parameters([Parameter(name, Parameter.Type.DOUBLE, value)])
+    return value
 
 
 def uuid_to_msg(value: uuid.UUID) -> UuidMsg:

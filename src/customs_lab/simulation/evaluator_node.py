@@ -25,6 +25,7 @@ from customs_lab.common.node_support import (
     LATCHED,
     LATCHED_ALL,
     SCENARIO_STATUS_TOPIC,
+    Diagnostics,
     declare,
     msg_to_subject,
     run_node,
@@ -61,6 +62,7 @@ class Evaluator(Node):
         self.create_subscription(RiskDecision, DECISIONS_TOPIC, self.on_decision, DECISIONS_QOS)
         self.create_subscription(ScenarioStatus, SCENARIO_STATUS_TOPIC, self.on_status, LATCHED)
         self.create_timer(0.5, self.on_timer, clock=self._wall)
+        self.diagnostics = Diagnostics(self)
 
     def on_truth(self, msg: GroundTruthSubject):
         """Record one subject's truth."""
@@ -104,7 +106,16 @@ class Evaluator(Node):
             self.finished_at = self._wall.now()
 
     def on_timer(self):
-        """Finish once everything is decided, or the wait is over."""
+        """Report health; finish once everything is decided, or the wait is over."""
+        undecided = len(self.evaluation.undecided)
+        self.diagnostics.update(
+            'evaluator',
+            'simulation',
+            Diagnostics.OK,
+            f'{len(self.evaluation.truth)} subjects, {undecided} undecided, '
+            f'{self.decisions_received} decisions',
+            {'subjects': len(self.evaluation.truth), 'undecided': undecided},
+        )
         if self.finished_at is None:
             return
         waited = (self._wall.now() - self.finished_at).nanoseconds * 1e-9
