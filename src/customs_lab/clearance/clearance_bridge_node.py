@@ -4,8 +4,12 @@ Subscribes to /decisions and /clearance/declarations; a worker thread behind a b
 writes them (the executor never waits on SQL). Writes are idempotent by decision id and
 declaration id, so redelivered messages (transient local, restarts) are stored once. While the
 database is unreachable the worker keeps the item and retries with exponential back-off; the
-queue holds what arrives meanwhile, and /diagnostics says so. (A durable on-disk outbox that also
-survives a crash of this process comes with the risk-fusion issue.)
+queue holds what arrives meanwhile, and /diagnostics says so; should it fill up, the subscription
+callback waits for room (back-pressure on the reliable readers) instead of dropping anything.
+(A durable on-disk outbox that also survives a crash of this process comes with the risk-fusion
+issue.) The bridge keeps wall time (rows carry the site-clock stamps of their messages and a
+wall-clock `stored_at`), so it does not follow /clock: waking a lifecycle node's executor for
+every /clock tick cost half a core at rate 20 (benchmarks/bench_site.py).
 
 Lifecycle: configure (connect, create the schema), activate (subscribe, start the worker),
 deactivate (stop taking messages, drain the queue), cleanup (disconnect).
@@ -216,8 +220,15 @@ class ClearanceBridge(LifecycleNode):
         super().destroy_node()
 
     def _enqueue(self, kind, msg):
-        # When the queue is full, block (back-pressure on the reliable reader) rather than drop.
-        self._queue.put((kind, msg))
+        # When the queue is full, wait (back-pressure on the reliable reader) rather than drop.
+        try:
+            self._queue.put_nowait((kind, msg))
+        except queue.Full:
+            self.get_logger().error(
+                f'write queue full ({self._queue.maxsize}): waiting for the database '
+                f'({self.last_error or "slow writes"})'
+            )
+            self._queue.put((kind, msg))
 
     def _stop_worker(self, drain: bool):
         if self._worker is None:
@@ -294,7 +305,7 @@ def _autostart(node: ClearanceBridge):
 
 def main(args=None):
     """Run the clearance bridge."""
-    return run_node(ClearanceBridge, args, after_create=_autostart, multithreaded=True)
+    return run_node(ClearanceBridge, args, after_create=_autostart)
 
 
 if __name__ == '__main__':

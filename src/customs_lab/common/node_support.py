@@ -10,7 +10,7 @@ from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from unique_identifier_msgs.msg import UUID as UuidMsg  # noqa: N811
@@ -186,7 +186,7 @@ class Diagnostics:
         self._publisher.publish(array)
 
 
-def run_node(node_factory, args=None, *, multithreaded: bool = False, after_create=None):
+def run_node(node_factory, args=None, *, after_create=None):
     """Run a node the Jazzy way: init, construct, spin; shut down cleanly on Ctrl-C or externally.
 
     node_factory() builds the node after rclpy.init. after_create(node), if given, runs before
@@ -194,16 +194,11 @@ def run_node(node_factory, args=None, *, multithreaded: bool = False, after_crea
     """
     rclpy.init(args=args)
     node = None
-    executor = MultiThreadedExecutor() if multithreaded else None
     try:
         node = node_factory()
         if after_create is not None:
             after_create(node)
-        if executor is None:
-            rclpy.spin(node)
-        else:
-            executor.add_node(node)
-            executor.spin()
+        rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -212,7 +207,5 @@ def run_node(node_factory, args=None, *, multithreaded: bool = False, after_crea
             node.destroy_node()
         else:
             exit_code = 1
-        if executor is not None:
-            executor.shutdown()
         rclpy.try_shutdown()
     return exit_code
