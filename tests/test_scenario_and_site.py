@@ -86,3 +86,20 @@ def test_pgm_round_trip(tmp_path):
     pixels = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     write_pgm(tmp_path / 'a.pgm', pixels)
     assert np.array_equal(read_pgm(tmp_path / 'a.pgm'), pixels)
+
+
+def test_rviz_view_matches_what_the_site_map_publishes():
+    import yaml
+
+    from customs_lab.site.site_map_node import static_transforms
+
+    rviz = yaml.safe_load((ROOT / 'config' / 'rviz' / 'site.rviz').read_text())
+    view = rviz['Visualization Manager']
+    assert view['Global Options']['Fixed Frame'] == 'map'
+    displays = {d['Class']: d for d in view['Displays']}
+    assert displays['rviz_default_plugins/Map']['Topic']['Value'] == '/map'
+    assert displays['rviz_default_plugins/Map']['Topic']['Durability Policy'] == 'Transient Local'
+    # every device frame hangs off the fixed frame, so the TF display can place it
+    frames = static_transforms(load_site(ROOT / 'config' / 'site.yaml'))
+    children = {child for _, child, _, _ in frames}
+    assert all(parent == 'map' or parent in children for parent, _, _, _ in frames)
