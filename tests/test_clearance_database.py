@@ -7,6 +7,7 @@ from customs_lab.clearance.database import (
     DecisionRecord,
     DeclarationRecord,
     decision_evidence,
+    expand_url,
     sqlite_url,
 )
 
@@ -94,3 +95,5 @@ def test_tilde_in_sqlite_url_is_expanded(tmp_path, monkeypatch):
     database = ClearanceDatabase('sqlite:///~/sub/clearance.db')
     database.create_schema()
     assert (tmp_path / 'sub' / 'clearance.db').exists()
+    assert database.url == f'sqlite:///{tmp_path}/sub/clearance.db'
+    assert expand_url('postgresql://db/customs') == 'postgresql://db/customs'

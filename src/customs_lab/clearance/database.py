@@ -110,14 +110,20 @@ def sqlite_url(path) -> str:
     return f'sqlite:///{path}'
 
 
+def expand_url(url: str) -> str:
+    """Return the URL with `~` in an SQLite file path expanded (launch defaults use it)."""
+    if url.startswith('sqlite:///'):
+        return sqlite_url(pathlib.Path(url[len('sqlite:///') :]).expanduser())
+    return url
+
+
 class ClearanceDatabase:
     """Connection, schema and idempotent writes."""
 
     def __init__(self, url: str):
-        if url.startswith('sqlite:///'):  # allow ~ in file URLs (launch defaults use it)
-            path = pathlib.Path(url[len('sqlite:///') :]).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            url = sqlite_url(path)
+        url = expand_url(url)
+        if url.startswith('sqlite:///'):
+            pathlib.Path(url[len('sqlite:///') :]).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == 'sqlite':

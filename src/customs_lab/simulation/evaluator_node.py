@@ -16,7 +16,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from customs_interfaces.msg import GroundTruthSubject, RiskDecision, ScenarioStatus
-from customs_lab.clearance.database import ClearanceDatabase, sqlite_url
+from customs_lab.clearance.database import ClearanceDatabase, expand_url, sqlite_url
 from customs_lab.common.data_dir import data_dir
 from customs_lab.common.node_support import (
     DECISIONS_QOS,
@@ -41,7 +41,7 @@ class Evaluator(Node):
         super().__init__('evaluator', **kwargs)
         self.data_dir = data_dir(declare(self, 'data_dir', '', 'Data directory (empty: default)'))
         url = declare(self, 'database_url', '', 'Clearance database URL (empty: SQLite default)')
-        self.database_url = url or sqlite_url(self.data_dir / 'clearance.db')
+        self.database_url = expand_url(url) if url else sqlite_url(self.data_dir / 'clearance.db')
         self.wait_after_finish = declare(
             self,
             'wait_after_finish',
