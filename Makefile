@@ -34,6 +34,7 @@ run: setup
 	tools/with_env.sh customs-lab launch launch/site.launch.xml $(ARGS)
 
 test: setup
+	tools/setup_env.sh test-system
 	tools/with_env.sh python -m pytest $(PYTEST_ARGS)
 
 lint: setup

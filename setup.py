@@ -23,6 +23,7 @@ setup(
     version='0.1.0',
     package_dir={'': 'src'},
     packages=find_packages('src', exclude=['tests']),
+    package_data={'customs_lab.clearance.migrations': ['script.py.mako']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

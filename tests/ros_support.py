@@ -42,3 +42,23 @@ class RosHarness:
             node.destroy_node()
         self.executor.shutdown()
         rclpy.try_shutdown(context=self.context)
+
+
+def active_clearance_bridge(harness, database_url, data_dir):
+    """Add a configured and active clearance bridge writing to `database_url`."""
+    from rclpy.parameter import Parameter
+
+    from customs_lab.clearance.clearance_bridge_node import ClearanceBridge
+
+    bridge = harness.add(
+        ClearanceBridge(
+            context=harness.context,
+            parameter_overrides=[
+                Parameter('database_url', value=database_url),
+                Parameter('data_dir', value=str(data_dir)),
+            ],
+        )
+    )
+    bridge.trigger_configure()
+    bridge.trigger_activate()
+    return bridge

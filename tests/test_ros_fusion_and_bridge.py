@@ -7,17 +7,9 @@ import uuid
 
 import pytest
 from rclpy.parameter import Parameter
+from ros_support import active_clearance_bridge
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture
-def harness():
-    from ros_support import RosHarness
-
-    harness = RosHarness()
-    yield harness
-    harness.close()
 
 
 def evidence(subject_id, llr, group='rpm/portal_lane_1'):
@@ -39,7 +31,6 @@ def evidence(subject_id, llr, group='rpm/portal_lane_1'):
 
 def test_evidence_to_decisions_to_database(harness, tmp_path):
     from customs_interfaces.msg import Evidence, RiskDecision
-    from customs_lab.clearance.clearance_bridge_node import ClearanceBridge
     from customs_lab.clearance.database import ClearanceDatabase, sqlite_url
     from customs_lab.common.node_support import DECISIONS_QOS, reliable
     from customs_lab.fusion.risk_fusion_node import RiskFusion
@@ -53,13 +44,7 @@ def test_evidence_to_decisions_to_database(harness, tmp_path):
             ],
         )
     )
-    bridge = harness.add(
-        ClearanceBridge(
-            context=harness.context, parameter_overrides=[Parameter('database_url', value=url)]
-        )
-    )
-    bridge.trigger_configure()
-    bridge.trigger_activate()
+    bridge = active_clearance_bridge(harness, url, tmp_path)
     test = harness.node('test_source')
     publisher = test.create_publisher(Evidence, '/evidence', reliable(100))
     decisions = []
@@ -94,7 +79,7 @@ def test_evidence_to_decisions_to_database(harness, tmp_path):
     # the same decision delivered again (e.g. after a restart) is stored once
     republisher = test.create_publisher(RiskDecision, '/decisions', DECISIONS_QOS)
     republisher.publish(decisions[0])
-    assert harness.spin_until(lambda: bridge.stats['decisions_duplicate'] == 1, 5.0)
+    assert harness.spin_until(lambda: bridge.delivery.stats.duplicates == 1, 5.0)
     assert database.count_decisions() == 3
     database.dispose()
     assert fusion.decisions_published == 3

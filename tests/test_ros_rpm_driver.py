@@ -11,15 +11,6 @@ from customs_interfaces.msg import RadiationCounts
 pytestmark = pytest.mark.ros
 
 
-@pytest.fixture
-def harness():
-    from ros_support import RosHarness
-
-    harness = RosHarness()
-    yield harness
-    harness.close()
-
-
 def statuses(messages, name_part):
     return [s for m in messages for s in m.status if name_part in s.name]
 

@@ -51,6 +51,9 @@ def test_every_subject_is_decided_and_in_the_database(site_run):
     assert report['subjects_seen'] == 24            # 6 containers, 12 parcels, 6 passengers
     assert report['subjects_decided'] == report['subjects_seen'], report['subjects']
     assert report['decisions_in_database'] == report['decisions_received'] > 0
+    # every declaration and decision was audited, and the chain verifies
+    audit = report['audit_log']
+    assert audit['intact'] and audit['entries'] >= 24 + report['decisions_received'], audit
     with sqlite3.connect(data / 'clearance.db') as connection:
         rows = connection.execute('SELECT subject_id, channel, explanation FROM decisions')
         stored = {subject: (channel, text) for subject, channel, text in rows}

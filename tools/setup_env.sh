@@ -4,6 +4,7 @@
 #
 #   tools/setup_env.sh system   Debian packages the build needs (apt-get; root or sudo)
 #   tools/setup_env.sh deps     .venv with the pinned wheels, CMake path fix-up, pip-only tf2_msgs
+#   tools/setup_env.sh test-system  Debian PostgreSQL server binaries for `make test`
 #   tools/setup_env.sh build    colcon build of ros2_ws (customs_interfaces + customs_lab)
 set -euo pipefail
 
@@ -28,6 +29,19 @@ system_packages() {
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+}
+
+test_packages() {
+  # The clearance tests start a throwaway PostgreSQL server from Debian's binaries (initdb,
+  # pg_ctl), unless CUSTOMS_LAB_TEST_POSTGRES_URL names a server to use instead.
+  if [ -n "${CUSTOMS_LAB_TEST_POSTGRES_URL:-}" ] || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    return 0
+  fi
+  say "installing Debian package postgresql (server binaries for the clearance tests)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 }
 
 deps() {
@@ -84,8 +98,9 @@ build() {
 
 case "${1:-all}" in
   system) system_packages ;;
+  test-system) test_packages ;;
   deps) deps ;;
   build) build ;;
   all) system_packages; deps; build ;;
-  *) echo "usage: $0 [system|deps|build|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [system|test-system|deps|build|all]" >&2; exit 2 ;;
 esac

@@ -1,55 +1,81 @@
-"""Clearance bridge: a lifecycle node writing decisions and declarations to the clearance database.
+"""Clearance bridge: a lifecycle node between the site's topics and the clearance database.
 
-Subscribes to /decisions and /clearance/declarations; a worker thread behind a bounded queue
-writes them (the executor never waits on SQL). Writes are idempotent by decision id and
-declaration id, so redelivered messages (transient local, restarts) are stored once. While the
-database is unreachable the worker keeps the item and retries with exponential back-off; the
-queue holds what arrives meanwhile, and /diagnostics says so; should it fill up, the subscription
-callback waits for room (back-pressure on the reliable readers) instead of dropping anything.
-(A durable on-disk outbox that also survives a crash of this process comes with the risk-fusion
-issue.) The bridge keeps wall time (rows carry the site-clock stamps of their messages and a
-wall-clock `stored_at`), so it does not follow /clock: waking a lifecycle node's executor for
-every /clock tick cost half a core at rate 20 (benchmarks/bench_site.py).
+In: /decisions and /clearance/declarations (topics), /clearance/record_inspection (service,
+officers' terminals). Out: /clearance/inspection_results once stored, /clearance/get_declaration
+(service, for fusion), /diagnostics.
 
-Lifecycle: configure (connect, create the schema), activate (subscribe, start the worker),
-deactivate (stop taking messages, drain the queue), cleanup (disconnect).
+Nothing is lost: every record is first committed to a local durable outbox (clearance/outbox.py)
+by the subscription or service callback, and a writer thread (clearance/delivery.py) moves it to
+the database in order, in batches, with idempotent writes keyed by record id, retrying with
+back-off while the database is away. A crash at any point (even SIGKILL) leaves undelivered
+records in the outbox; the restarted bridge drains it first. Messages published while the bridge
+was down come again from the publishers' transient-local history (keep last 1000) and are stored
+once. Records the database refuses for their content are kept aside in the outbox's `rejected`
+table and reported as an ERROR on /diagnostics.
+
+The bridge keeps wall time (rows carry the site-clock stamps of their messages and a wall-clock
+`stored_at`), so it does not follow /clock: waking a lifecycle node's executor for every /clock
+tick cost half a core at rate 20 (benchmarks/bench_site.py).
+
+Lifecycle: configure (open the outbox, check the URL), activate (subscribe, serve, start the
+writer; the schema is migrated at the first contact with the database), deactivate (stop taking
+messages, deliver what waits for up to drain_timeout s), cleanup (close).
 """
 
-import queue
 import threading
-import time
+import uuid
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.service import Service
 import sqlalchemy.exc
 
-from customs_interfaces.msg import Declaration, RiskDecision
-from customs_lab.clearance.database import (
-    ClearanceDatabase,
+from customs_interfaces.msg import Declaration, DeclaredItem, InspectionResult, RiskDecision
+from customs_interfaces.srv import GetDeclaration, RecordInspection
+from customs_lab.clearance.database import ClearanceDatabase, sqlite_url
+from customs_lab.clearance.delivery import Delivery
+from customs_lab.clearance.outbox import Outbox
+from customs_lab.clearance.records import (
     DecisionRecord,
     DeclarationRecord,
-    sqlite_url,
+    InspectionRecord,
+    record_from_payload,
 )
 from customs_lab.common.data_dir import data_dir
 from customs_lab.common.node_support import (
     DECISIONS_QOS,
     DECISIONS_TOPIC,
     DECLARATIONS_TOPIC,
+    INSPECTION_RESULTS_QOS,
+    INSPECTION_RESULTS_TOPIC,
     LATCHED_ALL,
     Diagnostics,
     declare,
+    msg_to_subject,
     msg_to_uuid,
     run_node,
+    seconds_to_time_msg,
+    subject_to_msg,
     time_msg_to_seconds,
+    uuid_to_msg,
 )
-from customs_lab.common.subjects import SubjectKind
+from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.fusion.logodds import CHANNELS
+
+NIL_UUID = uuid.UUID(int=0)
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return SubjectKind(kind).name.lower()
+    except ValueError:
+        return 'unknown'
 
 
 def decision_record(msg: RiskDecision) -> DecisionRecord:
     """Convert a RiskDecision message to a database record."""
     return DecisionRecord(
         decision_id=str(msg_to_uuid(msg.decision_id)),
-        subject_kind=SubjectKind(msg.subject.kind).name.lower(),
+        subject_kind=_kind_name(msg.subject.kind),
         subject_id=msg.subject.id,
         zone=msg.subject.zone,
         id_valid=bool(msg.subject.id_valid),
@@ -80,10 +106,11 @@ def declaration_record(msg: Declaration) -> DeclarationRecord:
     """Convert a Declaration message to a database record."""
     return DeclarationRecord(
         declaration_id=msg.declaration_id,
-        subject_kind=SubjectKind(msg.subject.kind).name.lower(),
+        subject_kind=_kind_name(msg.subject.kind),
         subject_id=msg.subject.id,
         zone=msg.subject.zone,
         declarant_id=msg.declarant_id,
+        consignee_id=msg.consignee_id,
         origin_country=msg.origin_country,
         gross_mass=msg.gross_mass,
         expected_arrival=time_msg_to_seconds(msg.expected_arrival),
@@ -102,8 +129,77 @@ def declaration_record(msg: Declaration) -> DeclarationRecord:
     )
 
 
+def inspection_record(msg: InspectionResult, result_id: uuid.UUID) -> InspectionRecord:
+    """Convert an InspectionResult message to a database record (checked)."""
+    decision_id = msg_to_uuid(msg.decision_id)
+    record = InspectionRecord(
+        result_id=str(result_id),
+        subject_kind=_kind_name(msg.subject.kind),
+        subject_id=msg.subject.id,
+        zone=msg.subject.zone,
+        declaration_id=msg.declaration_id,
+        decision_id='' if decision_id == NIL_UUID else str(decision_id),
+        officer_id=msg.officer_id,
+        action=msg.action,
+        outcome=msg.outcome,
+        categories=tuple(msg.categories),
+        findings=msg.findings,
+        inspected_at=time_msg_to_seconds(msg.header.stamp),
+    )
+    record.check()
+    return record
+
+
+def inspection_msg(record: InspectionRecord) -> InspectionResult:
+    """Convert a stored inspection record back to a message."""
+    msg = InspectionResult(
+        result_id=uuid_to_msg(uuid.UUID(record.result_id)),
+        subject=subject_to_msg(
+            Subject(SubjectKind[record.subject_kind.upper()], record.subject_id, record.zone)
+        ),
+        declaration_id=record.declaration_id,
+        decision_id=uuid_to_msg(uuid.UUID(record.decision_id) if record.decision_id else NIL_UUID),
+        officer_id=record.officer_id,
+        action=record.action,
+        outcome=record.outcome,
+        categories=list(record.categories),
+        findings=record.findings,
+    )
+    msg.header.stamp = seconds_to_time_msg(record.inspected_at)
+    return msg
+
+
+def declaration_msg(record: DeclarationRecord, id_valid: bool = True) -> Declaration:
+    """Convert a stored declaration record back to a message."""
+    msg = Declaration(
+        declaration_id=record.declaration_id,
+        subject=subject_to_msg(
+            Subject(SubjectKind[record.subject_kind.upper()], record.subject_id, record.zone),
+            id_valid,
+        ),
+        declarant_id=record.declarant_id,
+        consignee_id=record.consignee_id,
+        origin_country=record.origin_country,
+        gross_mass=record.gross_mass,
+        items=[
+            DeclaredItem(
+                hs_code=i['hs_code'],
+                description=i['description'],
+                quantity=int(i['quantity']),
+                net_mass=float(i['net_mass']),
+                value=float(i['value']),
+                currency=i['currency'],
+            )
+            for i in record.items
+        ],
+        expected_arrival=seconds_to_time_msg(record.expected_arrival),
+    )
+    msg.header.stamp = seconds_to_time_msg(record.filed_at)
+    return msg
+
+
 class ClearanceBridge(LifecycleNode):
-    """Deliver decisions and declarations to the clearance database."""
+    """Deliver decisions, declarations and inspection results to the clearance database."""
 
     def __init__(self, **kwargs):
         super().__init__('clearance_bridge', **kwargs)
@@ -115,18 +211,22 @@ class ClearanceBridge(LifecycleNode):
         )
         declare(self, 'data_dir', '', 'Data directory (empty: $CUSTOMS_LAB_DATA_DIR or XDG)')
         declare(
+            self, 'outbox_path', '', 'Durable outbox file (empty: <data_dir>/clearance_outbox.db)'
+        )
+        declare(
             self,
-            'queue_size',
-            10000,
-            'Messages held while the database is slow or away',
-            minimum=10,
-            maximum=1_000_000,
+            'outbox_synchronous',
+            'FULL',
+            'FULL: an accepted record survives power loss; NORMAL: a process crash only (faster)',
+        )
+        declare(
+            self, 'batch_size', 500, 'Records per database transaction', minimum=1, maximum=100_000
         )
         declare(
             self,
             'max_retry_delay',
             30.0,
-            'Longest wait between reconnection attempts, s',
+            'Longest wait between attempts while the database is away, s',
             minimum=0.1,
             maximum=3600.0,
         )
@@ -134,166 +234,236 @@ class ClearanceBridge(LifecycleNode):
             self,
             'drain_timeout',
             10.0,
-            'Wall s to finish queued writes when stopping',
+            'Wall s to deliver what waits when stopping',
             minimum=0.0,
             maximum=600.0,
         )
         declare(self, 'autostart', True, 'Configure and activate at start-up')
+        self.outbox = None
         self.database = None
+        self.delivery = None
         self.diagnostics = Diagnostics(self)
-        self._queue = None
         self._worker = None
         self._stop = threading.Event()
-        self._subscriptions = []
-        self.stats = {
-            'decisions_stored': 0,
-            'decisions_duplicate': 0,
-            'declarations_stored': 0,
-            'declarations_duplicate': 0,
-            'write_errors': 0,
-        }
-        self.last_error = ''
+        self._endpoints = []
+        self.refused = 0  # service requests refused (bad input)
+        self.results_pub = None
         self.create_timer(1.0, self._report)
 
+    # ---- lifecycle ----------------------------------------------------------------------------
+
     def on_configure(self, state) -> TransitionCallbackReturn:
-        """Connect and create the schema."""
-        url = self.get_parameter('database_url').value or sqlite_url(
-            data_dir(self.get_parameter('data_dir').value) / 'clearance.db'
-        )
+        """Open the outbox and check the database URL (the database itself may still be down)."""
+        directory = data_dir(self.get_parameter('data_dir').value)
+        url = self.get_parameter('database_url').value or sqlite_url(directory / 'clearance.db')
+        outbox_path = self.get_parameter('outbox_path').value or directory / 'clearance_outbox.db'
         try:
-            self.database = ClearanceDatabase(url)
-            self.database.create_schema()
-        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as error:
-            self.get_logger().error(f'cannot open the clearance database {url}: {error}')
-            self.last_error = str(error)
+            self.database = ClearanceDatabase(url, actor=self.get_fully_qualified_name())
+            self.outbox = Outbox(outbox_path, self.get_parameter('outbox_synchronous').value)
+            self.delivery = Delivery(
+                self.outbox,
+                self.database,
+                batch_size=self.get_parameter('batch_size').value,
+                max_retry_delay=self.get_parameter('max_retry_delay').value,
+                on_stored=self._on_stored,
+                log=self._log,
+            )
+        except (ValueError, OSError, sqlalchemy.exc.SQLAlchemyError) as error:
+            self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f'clearance database: {self.database.engine.url!r}')
-        self._queue = queue.Queue(maxsize=self.get_parameter('queue_size').value)
+        waiting = len(self.outbox)
+        self.get_logger().info(
+            f'clearance database {self.database.engine.url!r}; outbox {outbox_path}'
+            + (f' with {waiting} records from before a restart' if waiting else '')
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        """Subscribe and start the writer."""
+        """Start the writer, subscribe and serve."""
         self._stop.clear()
         self._worker = threading.Thread(
-            target=self._write_loop, name='clearance_writer', daemon=True
+            target=self.delivery.run, args=(self._stop,), name='clearance_writer', daemon=True
         )
         self._worker.start()
-        self._subscriptions = [
+        self.results_pub = self.create_publisher(
+            InspectionResult, INSPECTION_RESULTS_TOPIC, INSPECTION_RESULTS_QOS
+        )
+        self._endpoints = [
             self.create_subscription(
                 RiskDecision,
                 DECISIONS_TOPIC,
-                lambda m: self._enqueue('decision', m),
+                lambda m: self._accept(m, decision_record),
                 DECISIONS_QOS,
             ),
             self.create_subscription(
                 Declaration,
                 DECLARATIONS_TOPIC,
-                lambda m: self._enqueue('declaration', m),
+                lambda m: self._accept(m, declaration_record),
                 LATCHED_ALL,
+            ),
+            self.create_service(
+                GetDeclaration, '/clearance/get_declaration', self._get_declaration
+            ),
+            self.create_service(
+                RecordInspection, '/clearance/record_inspection', self._record_inspection
             ),
         ]
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        """Stop taking messages and write what is queued."""
-        for subscription in self._subscriptions:
-            self.destroy_subscription(subscription)
-        self._subscriptions = []
-        self._stop_worker(drain=True)
+        """Stop taking messages and deliver what waits."""
+        self._close_endpoints()
+        self._stop_worker()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        """Disconnect."""
-        if self.database is not None:
-            self.database.dispose()
-            self.database = None
+        """Close the outbox and the database connections."""
+        self._close()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        """Write what is queued, then disconnect."""
-        self._stop_worker(drain=True)
-        return self.on_cleanup(state)
+        """Deliver what waits, then close."""
+        self._close_endpoints()
+        self._stop_worker()
+        self._close()
+        return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self):
-        """Write what is queued before the process ends (Ctrl-C, launch shutdown)."""
-        self._stop_worker(drain=True)
+        """Deliver what waits before the process ends (Ctrl-C, launch shutdown)."""
+        self._stop_worker()
+        self._close()
         super().destroy_node()
 
-    def _enqueue(self, kind, msg):
-        # When the queue is full, wait (back-pressure on the reliable reader) rather than drop.
-        try:
-            self._queue.put_nowait((kind, msg))
-        except queue.Full:
-            self.get_logger().error(
-                f'write queue full ({self._queue.maxsize}): waiting for the database '
-                f'({self.last_error or "slow writes"})'
-            )
-            self._queue.put((kind, msg))
+    def _close_endpoints(self):
+        for endpoint in self._endpoints:
+            if isinstance(endpoint, Service):
+                self.destroy_service(endpoint)
+            else:
+                self.destroy_subscription(endpoint)
+        self._endpoints = []
 
-    def _stop_worker(self, drain: bool):
+    def _stop_worker(self):
         if self._worker is None:
             return
-        if drain:  # give the writer up to drain_timeout to empty the queue
-            deadline = time.monotonic() + self.get_parameter('drain_timeout').value
-            while self._queue.unfinished_tasks and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._queue.unfinished_tasks:
-                self.get_logger().error(
-                    f'{self._queue.unfinished_tasks} messages not written: '
-                    f'the database did not answer ({self.last_error})'
-                )
         self._stop.set()
-        self._worker.join(timeout=5.0)
+        self.delivery.wake.set()
+        self._worker.join(timeout=10.0)
         self._worker = None
+        left = self.delivery.drain(self.get_parameter('drain_timeout').value)
+        if left:
+            self.get_logger().warn(
+                f'{left} records wait in the outbox {self.outbox.path} (database: '
+                f'{self.delivery.stats.last_error or "slow"}); delivered at the next start'
+            )
 
-    def _write_loop(self):
-        delay = 0.1
-        while not self._stop.is_set():
-            try:
-                kind, msg = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            while not self._stop.is_set():
-                try:
-                    self._write(kind, msg)
-                    delay = 0.1
-                    break
-                except sqlalchemy.exc.SQLAlchemyError as error:
-                    self.stats['write_errors'] += 1
-                    self.last_error = f'{type(error).__name__}: {error}'.splitlines()[0]
-                    self.get_logger().error(
-                        f'database write failed, retrying in {delay:.1f} s: {self.last_error}'
-                    )
-                    time.sleep(delay)
-                    delay = min(delay * 2.0, self.get_parameter('max_retry_delay').value)
-            self._queue.task_done()
+    def _close(self):
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
+        if self.database is not None:
+            self.database.dispose()
+            self.database = None
 
-    def _write(self, kind, msg):
-        if kind == 'decision':
-            stored = self.database.store_decision(decision_record(msg))
-            self.stats['decisions_stored' if stored else 'decisions_duplicate'] += 1
+    # ---- records in ---------------------------------------------------------------------------
+
+    def _accept(self, msg, convert):
+        """Commit a message's record to the outbox (durable), then wake the writer."""
+        try:
+            record = convert(msg)
+            record.check()
+        except (ValueError, KeyError) as error:
+            self.refused += 1
+            self.get_logger().error(f'{type(msg).__name__} refused: {error}')
+            return None
+        self.outbox.put(record.KIND, record.key, record.subject_key, record.to_payload())
+        self.delivery.wake.set()
+        return record
+
+    def _record_inspection(self, request, response):
+        result_id = msg_to_uuid(request.result.result_id)
+        if result_id == NIL_UUID:
+            result_id = uuid.uuid4()
+        response.result_id = uuid_to_msg(result_id)
+        try:
+            record = inspection_record(request.result, result_id)
+        except ValueError as error:
+            self.refused += 1
+            response.accepted, response.message = False, str(error)
+            self.get_logger().warn(f'inspection result refused: {error}')
+            return response
+        self.outbox.put(record.KIND, record.key, record.subject_key, record.to_payload())
+        self.delivery.wake.set()
+        response.accepted, response.message = True, 'kept; stored in the clearance database soon'
+        return response
+
+    def _get_declaration(self, request, response):
+        subject = msg_to_subject(request.subject)
+        record, source = None, ''
+        try:
+            record, source = self.database.declaration_for(subject.key), 'database'
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            response.message = f'database unavailable ({type(error).__name__}); '
+        if record is None:
+            payload = self.outbox.find(DeclarationRecord.KIND, subject.key)
+            if payload is not None:
+                record, source = record_from_payload(DeclarationRecord.KIND, payload), 'outbox'
+        if record is None:
+            response.found = False
+            response.message += f'no declaration for {subject.key}'
         else:
-            stored = self.database.store_declaration(declaration_record(msg))
-            self.stats['declarations_stored' if stored else 'declarations_duplicate'] += 1
+            response.found, response.message = True, source
+            response.declaration = declaration_msg(record, request.subject.id_valid)
+        return response
+
+    # ---- records out --------------------------------------------------------------------------
+
+    def _on_stored(self, record, newly_stored: bool):
+        """After the database commit (writer thread): publish new inspection results."""
+        if newly_stored and isinstance(record, InspectionRecord) and self.results_pub is not None:
+            self.results_pub.publish(inspection_msg(record))
+
+    def _log(self, level, text):
+        (self.get_logger().error if level == 'error' else self.get_logger().info)(text)
 
     def _report(self):
-        depth = self._queue.qsize() if self._queue is not None else 0
-        if self.database is None:
-            level, message = Diagnostics.ERROR, f'no database: {self.last_error}'
-        elif self.last_error and self.stats['write_errors'] and depth:
+        if self.delivery is None:
+            self.diagnostics.update(
+                'clearance_bridge', 'clearance_db', Diagnostics.ERROR, 'not configured'
+            )
+            return
+        stats = self.delivery.stats
+        waiting = len(self.outbox) if self.outbox is not None else 0
+        if stats.last_error:
             level, message = (
                 Diagnostics.ERROR,
-                f'database unavailable, {depth} queued: {self.last_error}',
+                (
+                    f'database unavailable, {waiting} records in the outbox: {stats.last_error}'
+                ),
             )
-        elif depth > 0.8 * self._queue.maxsize:
-            level, message = Diagnostics.WARN, f'queue {depth}/{self._queue.maxsize}'
+        elif stats.rejected:
+            level, message = (
+                Diagnostics.ERROR,
+                (
+                    f'{stats.rejected} records refused by the database, kept aside in '
+                    f'{self.outbox.path if self.outbox else "the outbox"} (table rejected)'
+                ),
+            )
         else:
-            level, message = Diagnostics.OK, f'{self.stats["decisions_stored"]} decisions stored'
-        values = dict(
-            self.stats,
-            queue=depth,
-            database=repr(self.database.engine.url) if self.database else '',
-        )
+            level, message = (
+                Diagnostics.OK,
+                (f'{stats.stored.get("decision", 0)} decisions stored, {waiting} waiting'),
+            )
+        values = {
+            'decisions_stored': stats.stored.get('decision', 0),
+            'declarations_stored': stats.stored.get('declaration', 0),
+            'inspections_stored': stats.stored.get('inspection', 0),
+            'duplicates': stats.duplicates,
+            'rejected': stats.rejected,
+            'failed_attempts': stats.failures,
+            'refused_messages': self.refused,
+            'outbox': waiting,
+            'database': repr(self.database.engine.url) if self.database else '',
+        }
         self.diagnostics.update('clearance_bridge', 'clearance_db', level, message, values)
 
 

@@ -1,108 +1,40 @@
-"""The clearance database: declarations and decisions, written idempotently. Core module: no ROS.
+"""The clearance database: migrations, idempotent audited writes, queries. Core module: no ROS.
 
-SQLAlchemy Core over any SQL database; the embedded default is SQLite, one file under the data
-directory (<data_dir>/clearance.db). Writes are idempotent: a decision is keyed by its decision
-id, so a decision delivered twice is stored once (INSERT ... ON CONFLICT DO NOTHING).
-The risk-fusion issue brings migrations (Alembic), PostgreSQL tests and a durable outbox.
+SQLAlchemy Core over SQLite (the embedded default: one file, <data_dir>/clearance.db) or
+PostgreSQL (`postgresql+psycopg://user@host/db`). `migrate()` brings any database to the newest
+Alembic revision (clearance/migrations), including one made by the foundation before migrations
+existed. Writes are idempotent: decisions, declarations and inspection results are keyed by
+their ids (INSERT ... ON CONFLICT DO NOTHING), so a record delivered twice is stored once.
+Every stored record appends an audit entry with its digest in the same transaction
+(clearance/audit.py). A declaration that comes again with other content is an amendment: the row
+is replaced and the audit log says so, so that nothing the clearance system sent is lost.
 """
 
-from dataclasses import dataclass
 import datetime
 import json
 import pathlib
 
+from alembic import command
+from alembic.config import Config
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-SCHEMA_VERSION = 1
-metadata = sa.MetaData()
-
-declarations = sa.Table(
-    'declarations',
-    metadata,
-    sa.Column('declaration_id', sa.String(64), primary_key=True),
-    sa.Column('subject_kind', sa.String(16), nullable=False),
-    sa.Column('subject_id', sa.String(64), nullable=False, index=True),
-    sa.Column('zone', sa.String(64), nullable=False, default=''),
-    sa.Column('declarant_id', sa.String(64), nullable=False, default=''),
-    sa.Column('origin_country', sa.String(2), nullable=False, default=''),
-    sa.Column('gross_mass', sa.Float, nullable=False),  # kg
-    sa.Column('expected_arrival', sa.Float, nullable=False),  # s (site clock)
-    sa.Column('filed_at', sa.Float, nullable=False),  # s (site clock)
-    sa.Column('items', sa.Text, nullable=False),  # JSON list of declared lines
+from customs_lab.clearance import audit
+from customs_lab.clearance.records import (
+    DecisionRecord,
+    DeclarationRecord,
+    InspectionRecord,
+)
+from customs_lab.clearance.schema import (
+    decision_evidence,
+    decisions,
+    declaration_items,
+    declarations,
+    inspection_results,
+    subjects,
 )
 
-decisions = sa.Table(
-    'decisions',
-    metadata,
-    sa.Column('decision_id', sa.String(36), primary_key=True),  # RFC 4122 text form
-    sa.Column('subject_kind', sa.String(16), nullable=False),
-    sa.Column('subject_id', sa.String(64), nullable=False, index=True),
-    sa.Column('zone', sa.String(64), nullable=False, default=''),
-    sa.Column('id_valid', sa.Boolean, nullable=False),
-    sa.Column('channel', sa.String(8), nullable=False),  # GREEN / YELLOW / RED
-    sa.Column('recommended_action', sa.String(32), nullable=False),
-    sa.Column('prior_risk', sa.Float, nullable=False),
-    sa.Column('posterior_risk', sa.Float, nullable=False),
-    sa.Column('posterior_log_odds', sa.Float, nullable=False),
-    sa.Column('model_version', sa.String(64), nullable=False),
-    sa.Column('decided_at', sa.Float, nullable=False),  # s (site clock)
-    sa.Column('stored_at', sa.DateTime(timezone=True), nullable=False),  # wall clock, UTC
-    sa.Column('explanation', sa.Text, nullable=False),
-)
-
-decision_evidence = sa.Table(
-    'decision_evidence',
-    metadata,
-    sa.Column(
-        'decision_id', sa.String(36), sa.ForeignKey('decisions.decision_id'), primary_key=True
-    ),
-    sa.Column('evidence_id', sa.String(36), primary_key=True),
-    sa.Column('kind', sa.String(64), nullable=False),
-    sa.Column('sensor_id', sa.String(128), nullable=False),
-    sa.Column('log_likelihood_ratio', sa.Float, nullable=False),
-    sa.Column('weight', sa.Float, nullable=False),
-    sa.Column('contribution', sa.Float, nullable=False),
-    sa.Column('explanation', sa.Text, nullable=False),
-)
-
-schema_info = sa.Table('schema_info', metadata, sa.Column('version', sa.Integer, nullable=False))
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """A decision as the database stores it (contributions: list of dicts)."""
-
-    decision_id: str
-    subject_kind: str
-    subject_id: str
-    zone: str
-    id_valid: bool
-    channel: str
-    recommended_action: str
-    prior_risk: float
-    posterior_risk: float
-    posterior_log_odds: float
-    model_version: str
-    decided_at: float
-    explanation: str
-    contributions: tuple = ()
-
-
-@dataclass(frozen=True)
-class DeclarationRecord:
-    """A declaration as the database stores it (items: list of dicts)."""
-
-    declaration_id: str
-    subject_kind: str
-    subject_id: str
-    zone: str
-    declarant_id: str
-    origin_country: str
-    gross_mass: float
-    expected_arrival: float
-    filed_at: float
-    items: tuple = ()
+MIGRATIONS = pathlib.Path(__file__).resolve().parent / 'migrations'
 
 
 def sqlite_url(path) -> str:
@@ -117,15 +49,30 @@ def expand_url(url: str) -> str:
     return url
 
 
-class ClearanceDatabase:
-    """Connection, schema and idempotent writes."""
+def alembic_config() -> Config:
+    """Return an Alembic configuration pointing at the project's migrations."""
+    config = Config()
+    config.set_main_option('script_location', str(MIGRATIONS))
+    return config
 
-    def __init__(self, url: str):
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class ClearanceDatabase:
+    """Connection, schema migrations, idempotent audited writes and queries."""
+
+    def __init__(self, url: str, actor: str = 'customs_lab'):
         url = expand_url(url)
         if url.startswith('sqlite:///'):
             pathlib.Path(url[len('sqlite:///') :]).parent.mkdir(parents=True, exist_ok=True)
+        backend = sa.engine.make_url(url).get_backend_name()
+        if backend not in ('sqlite', 'postgresql'):
+            raise ValueError(f'unsupported database {backend} (SQLite or PostgreSQL): {url}')
         self.url = url
-        self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        self.actor = actor  # who the audit log names for writes through this object
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == 'sqlite':
 
             @sa.event.listens_for(self.engine, 'connect')
@@ -134,57 +81,243 @@ class ClearanceDatabase:
                 cursor.execute('PRAGMA journal_mode=WAL')  # readers do not block the writer
                 cursor.execute('PRAGMA synchronous=FULL')  # a committed decision survives a crash
                 cursor.execute('PRAGMA foreign_keys=ON')
+                cursor.execute('PRAGMA busy_timeout=10000')  # ms to wait for another writer
                 cursor.close()
 
-    def create_schema(self):
-        """Create the tables if they do not exist (idempotent)."""
-        metadata.create_all(self.engine)
-        with self.engine.begin() as connection:
-            if (
-                connection.execute(sa.select(sa.func.count()).select_from(schema_info)).scalar()
-                == 0
-            ):
-                connection.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+    # ---- schema -------------------------------------------------------------------------------
+
+    def migrate(self, revision: str = 'head'):
+        """Upgrade the schema to `revision` (idempotent); stamp a pre-Alembic foundation file."""
+        self._alembic(
+            lambda config, tables: (
+                'decisions' in tables
+                and 'alembic_version' not in tables  # foundation create_all
+                and command.stamp(config, '0001'),
+                command.upgrade(config, revision),
+            )
+        )
+
+    def downgrade(self, revision: str):
+        """Downgrade the schema to `revision` (development and rollback of a bad release)."""
+        self._alembic(lambda config, tables: command.downgrade(config, revision))
+
+    def _alembic(self, run):
+        config = alembic_config()
+        with self.engine.connect() as connection:
+            sqlite_db = self.engine.dialect.name == 'sqlite'
+            if sqlite_db:  # batch mode copies tables that others reference: check keys after
+                connection.exec_driver_sql('PRAGMA foreign_keys=OFF')
+                connection.commit()
+            with connection.begin():
+                config.attributes['connection'] = connection
+                run(config, set(sa.inspect(connection).get_table_names()))
+                if sqlite_db:
+                    broken = connection.exec_driver_sql('PRAGMA foreign_key_check').fetchall()
+                    if broken:
+                        raise RuntimeError(f'migration broke foreign keys: {broken[:5]}')
+            if sqlite_db:
+                connection.exec_driver_sql('PRAGMA foreign_keys=ON')
+                connection.commit()
+
+    def revision(self) -> str:
+        """Return the database's Alembic revision ('' if none)."""
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table('alembic_version'):
+                return ''
+            return connection.execute(sa.text('SELECT version_num FROM alembic_version')).scalar()
+
+    # ---- writes -------------------------------------------------------------------------------
 
     def _insert(self, table):
-        dialect = self.engine.dialect.name
-        if dialect == 'sqlite':
-            return sqlite.insert(table)
-        if dialect == 'postgresql':
-            return postgresql.insert(table)
-        raise ValueError(f'unsupported database dialect: {dialect}')
+        return (postgresql if self.engine.dialect.name == 'postgresql' else sqlite).insert(table)
+
+    def write(self, records, actor: str = '') -> list[bool]:
+        """Store records (any mix of kinds) in ONE transaction, in order; return stored flags.
+
+        A record already stored with the same content returns False (a duplicate delivery).
+        Raises on any database error, and then nothing of the batch is stored.
+        """
+        actor = actor or self.actor
+        results, entries = [], []
+        with self.engine.begin() as connection:
+            for record in records:
+                record.check()
+                if isinstance(record, DecisionRecord):
+                    action = self._write_decision(connection, record)
+                elif isinstance(record, DeclarationRecord):
+                    action = self._write_declaration(connection, record)
+                elif isinstance(record, InspectionRecord):
+                    action = self._write_inspection(connection, record)
+                else:
+                    raise TypeError(f'cannot store {type(record).__name__}')
+                results.append(action is not None)
+                if action is not None:
+                    entries.append(
+                        {
+                            'actor': actor,
+                            'action': action,
+                            'object_type': record.KIND,
+                            'object_id': record.key.partition(':')[2],
+                            'payload': {'digest': record.digest(), 'subject': record.subject_key},
+                        }
+                    )
+            audit.append(connection, entries)
+        return results
 
     def store_decision(self, record: DecisionRecord) -> bool:
-        """Store a decision and its evidence contributions once. Return False if already stored."""
-        row = {k: v for k, v in record.__dict__.items() if k != 'contributions'}
-        row['stored_at'] = datetime.datetime.now(datetime.timezone.utc)
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                self._insert(decisions)
-                .values(**row)
-                .on_conflict_do_nothing(index_elements=['decision_id'])
-            )
-            if result.rowcount == 0:
-                return False
-            for contribution in record.contributions:
-                connection.execute(
-                    self._insert(decision_evidence)
-                    .values(decision_id=record.decision_id, **contribution)
-                    .on_conflict_do_nothing(index_elements=['decision_id', 'evidence_id'])
-                )
-        return True
+        """Store one decision. Return False if it was already stored."""
+        return self.write([record])[0]
 
     def store_declaration(self, record: DeclarationRecord) -> bool:
-        """Store a declaration once (keyed by declaration id). Return False if already stored."""
-        row = dict(record.__dict__)
-        row['items'] = json.dumps(list(record.items))
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                self._insert(declarations)
-                .values(**row)
-                .on_conflict_do_nothing(index_elements=['declaration_id'])
+        """Store one declaration (or its amendment). Return False if unchanged."""
+        return self.write([record])[0]
+
+    def store_inspection(self, record: InspectionRecord) -> bool:
+        """Store one inspection result. Return False if it was already stored."""
+        return self.write([record])[0]
+
+    def _touch_subject(self, connection, record, decision: DecisionRecord = None):
+        row = {
+            'subject_key': record.subject_key,
+            'subject_kind': record.subject_kind,
+            'subject_id': record.subject_id,
+            'zone': record.zone,
+            'id_valid': decision.id_valid if decision else True,
+            'first_seen': _utc_now(),
+        }
+        connection.execute(
+            self._insert(subjects)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=['subject_key'])
+        )
+        if decision is not None:  # the newest decision by site time is the subject's latest
+            connection.execute(
+                subjects.update()
+                .where(subjects.c.subject_key == record.subject_key)
+                .where(
+                    sa.or_(
+                        subjects.c.latest_decided_at.is_(None),
+                        subjects.c.latest_decided_at <= decision.decided_at,
+                    )
+                )
+                .values(
+                    latest_decision_id=decision.decision_id,
+                    latest_decided_at=decision.decided_at,
+                    latest_channel=decision.channel,
+                    id_valid=decision.id_valid,
+                )
             )
-        return result.rowcount > 0
+
+    def _write_decision(self, connection, record: DecisionRecord):
+        row = {k: v for k, v in record.to_payload().items() if k != 'contributions'}
+        row.update(subject_key=record.subject_key, stored_at=_utc_now())
+        result = connection.execute(
+            self._insert(decisions)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=['decision_id'])
+            .returning(decisions.c.decision_id)  # rowcount is -1 with psycopg
+        )
+        if result.first() is None:
+            return None
+        if record.contributions:
+            connection.execute(
+                self._insert(decision_evidence).on_conflict_do_nothing(
+                    index_elements=['decision_id', 'evidence_id']
+                ),
+                [dict(c, decision_id=record.decision_id) for c in record.contributions],
+            )
+        self._touch_subject(connection, record, record)
+        return 'decision.stored'
+
+    def _write_declaration(self, connection, record: DeclarationRecord):
+        existing = self._declaration(connection, record.declaration_id)
+        if existing is not None and existing.digest() == record.digest():
+            return None
+        row = {k: v for k, v in record.to_payload().items() if k != 'items'}
+        row.update(subject_key=record.subject_key, stored_at=_utc_now())
+        if existing is not None:  # an amendment: replace the lines and the row
+            connection.execute(
+                declaration_items.delete().where(
+                    declaration_items.c.declaration_id == record.declaration_id
+                )
+            )
+            connection.execute(
+                declarations.update()
+                .where(declarations.c.declaration_id == record.declaration_id)
+                .values(**row)
+            )
+        else:
+            connection.execute(declarations.insert().values(**row))
+        if record.items:
+            connection.execute(
+                declaration_items.insert(),
+                [
+                    dict(item, declaration_id=record.declaration_id, line_no=n)
+                    for n, item in enumerate(record.items, start=1)
+                ],
+            )
+        self._touch_subject(connection, record)
+        return 'declaration.amended' if existing is not None else 'declaration.stored'
+
+    def _write_inspection(self, connection, record: InspectionRecord):
+        row = record.to_payload()
+        row.update(
+            subject_key=record.subject_key,
+            categories=json.dumps(list(record.categories)),
+            recorded_at=_utc_now(),
+        )
+        result = connection.execute(
+            self._insert(inspection_results)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=['result_id'])
+            .returning(inspection_results.c.result_id)
+        )
+        if result.first() is None:
+            return None
+        self._touch_subject(connection, record)
+        return 'inspection.stored'
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _declaration(connection, declaration_id: str):
+        row = (
+            connection.execute(
+                sa.select(declarations).where(declarations.c.declaration_id == declaration_id)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        items = (
+            connection.execute(
+                sa.select(declaration_items)
+                .where(declaration_items.c.declaration_id == declaration_id)
+                .order_by(declaration_items.c.line_no)
+            )
+            .mappings()
+            .all()
+        )
+        fields = {k: row[k] for k in DeclarationRecord.__dataclass_fields__ if k != 'items'}
+        lines = tuple(
+            {k: v for k, v in item.items() if k not in ('declaration_id', 'line_no')}
+            for item in items
+        )
+        return DeclarationRecord(**fields, items=lines)
+
+    def declaration_for(self, subject_key: str):
+        """Return the newest DeclarationRecord filed for a subject, or None."""
+        with self.engine.connect() as connection:
+            declaration_id = connection.execute(
+                sa.select(declarations.c.declaration_id)
+                .where(declarations.c.subject_key == subject_key)
+                .order_by(declarations.c.filed_at.desc())
+                .limit(1)
+            ).scalar()
+            return (
+                None if declaration_id is None else self._declaration(connection, declaration_id)
+            )
 
     def count_decisions(self) -> int:
         """Return the number of stored decisions."""
@@ -199,6 +332,73 @@ class ClearanceDatabase:
             for row in rows.mappings():
                 out.setdefault(row['subject_id'], []).append(dict(row))
         return out
+
+    def inspections_for(self, subject_key: str) -> list[InspectionRecord]:
+        """Return the inspection results recorded for a subject, oldest first."""
+        with self.engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    sa.select(inspection_results)
+                    .where(inspection_results.c.subject_key == subject_key)
+                    .order_by(inspection_results.c.inspected_at)
+                )
+                .mappings()
+                .all()
+            )
+        return [self._inspection(row) for row in rows]
+
+    @staticmethod
+    def _inspection(row) -> InspectionRecord:
+        values = {k: row[k] for k in InspectionRecord.__dataclass_fields__}
+        values['categories'] = tuple(json.loads(values['categories']))
+        return InspectionRecord(**values)
+
+    def _decision(self, connection, decision_id: str):
+        row = (
+            connection.execute(sa.select(decisions).where(decisions.c.decision_id == decision_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        evidence = (
+            connection.execute(
+                sa.select(decision_evidence).where(decision_evidence.c.decision_id == decision_id)
+            )
+            .mappings()
+            .all()
+        )
+        fields = {k: row[k] for k in DecisionRecord.__dataclass_fields__ if k != 'contributions'}
+        contributions = tuple({k: v for k, v in e.items() if k != 'decision_id'} for e in evidence)
+        return DecisionRecord(**fields, contributions=contributions)
+
+    def row_digest(self, connection, object_type: str, object_id: str):
+        """Return the digest of a stored record as it is now, or None if it is gone."""
+        if object_type == 'decision':
+            record = self._decision(connection, object_id)
+        elif object_type == 'declaration':
+            record = self._declaration(connection, object_id)
+        elif object_type == 'inspection':
+            row = (
+                connection.execute(
+                    sa.select(inspection_results).where(
+                        inspection_results.c.result_id == object_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            record = None if row is None else self._inspection(row)
+        else:
+            return None
+        return None if record is None else record.digest()
+
+    def verify_audit(self) -> audit.Verification:
+        """Verify the audit chain and that every audited record is unchanged."""
+        with self.engine.connect() as connection:
+            return audit.verify(
+                connection, lambda kind, key: self.row_digest(connection, kind, key)
+            )
 
     def dispose(self):
         """Close all connections."""

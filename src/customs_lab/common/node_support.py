@@ -37,6 +37,9 @@ DECISIONS_QOS = QoSProfile(
     depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 
+# Inspection results: every one matters to fusion's feedback; late joiners get the recent ones.
+INSPECTION_RESULTS_QOS = DECISIONS_QOS
+
 
 def reliable(depth: int) -> QoSProfile:
     """Return a reliable, volatile profile for commands, evidence and decisions."""
@@ -49,6 +52,7 @@ def reliable(depth: int) -> QoSProfile:
 EVIDENCE_TOPIC = '/evidence'
 DECISIONS_TOPIC = '/decisions'
 DECLARATIONS_TOPIC = '/clearance/declarations'
+INSPECTION_RESULTS_TOPIC = '/clearance/inspection_results'
 SCENARIO_STATUS_TOPIC = '/simulation/status'
 GROUND_TRUTH_TOPIC = (
     '/simulation/ground_truth'  # evaluator only (tests/test_ground_truth_isolation.py)

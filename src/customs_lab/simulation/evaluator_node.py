@@ -142,6 +142,18 @@ class Evaluator(Node):
         finally:
             database.dispose()
 
+    def _audit(self) -> dict:
+        """Verify the clearance database's audit chain (customs-lab db verify-audit)."""
+        database = ClearanceDatabase(self.database_url)
+        try:
+            result = database.verify_audit()
+            return {'entries': result.entries, 'intact': result.ok,
+                    'problems': result.problems[:10]}
+        except Exception as error:  # noqa: B902 - any database error ends up in the report
+            return {'entries': 0, 'intact': False, 'problems': [f'cannot verify: {error}']}
+        finally:
+            database.dispose()
+
     def finish(self):
         """Write the report, print the summary and end the process (and so the launch)."""
         report = self.evaluation.report()
@@ -157,6 +169,7 @@ class Evaluator(Node):
                 'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 'decisions_received': self.decisions_received,
                 'decisions_in_database': self._stored_decisions(),
+                'audit_log': self._audit(),
                 'database': self.database_url,
                 'ground_truth_subscribers': truth_readers,
                 'ground_truth_isolated': truth_readers == [me],
@@ -173,7 +186,9 @@ class Evaluator(Node):
         print('\n' + summary_table(report), flush=True)
         print(
             f'decisions: {report["decisions_received"]} received, '
-            f'{report["decisions_in_database"]} in the database; ground truth read only by '
+            f'{report["decisions_in_database"]} in the database; audit log '
+            f'{"intact" if report["audit_log"]["intact"] else "NOT INTACT"} '
+            f'({report["audit_log"]["entries"]} entries); ground truth read only by '
             f'the evaluator: {report["ground_truth_isolated"]}',
             flush=True,
         )

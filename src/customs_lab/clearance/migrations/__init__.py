@@ -1,0 +1,1 @@
+"""Alembic migrations of the clearance database (see clearance/database.py: migrate)."""
