@@ -132,37 +132,46 @@ class ClearanceDatabase:
         return (postgresql if self.engine.dialect.name == 'postgresql' else sqlite).insert(table)
 
     def write(self, records, actor: str = '') -> list[bool]:
-        """Store records (any mix of kinds) in ONE transaction, in order; return stored flags.
+        """Store records (any mix of kinds) in ONE transaction; return stored flags, in order.
 
         A record already stored with the same content returns False (a duplicate delivery).
-        Raises on any database error, and then nothing of the batch is stored.
+        Decisions are written in bulk (a few statements per batch, not per decision); audit
+        entries follow the records' order. Raises on any database error or bad record, and then
+        nothing of the batch is stored.
         """
-        actor = actor or self.actor
-        results, entries = [], []
+        records = list(records)
+        for record in records:
+            if not isinstance(record, (DecisionRecord, DeclarationRecord, InspectionRecord)):
+                raise TypeError(f'cannot store {type(record).__name__}')
+            record.check()
+        actions = [None] * len(records)
         with self.engine.begin() as connection:
-            for record in records:
-                record.check()
-                if isinstance(record, DecisionRecord):
-                    action = self._write_decision(connection, record)
-                elif isinstance(record, DeclarationRecord):
-                    action = self._write_declaration(connection, record)
+            decision_at = [i for i, r in enumerate(records) if isinstance(r, DecisionRecord)]
+            new = self._write_decisions(connection, [records[i] for i in decision_at])
+            for i in decision_at:
+                if records[i].decision_id in new:
+                    new.discard(records[i].decision_id)  # the first copy in a batch counts
+                    actions[i] = 'decision.stored'
+            for i, record in enumerate(records):
+                if isinstance(record, DeclarationRecord):
+                    actions[i] = self._write_declaration(connection, record)
                 elif isinstance(record, InspectionRecord):
-                    action = self._write_inspection(connection, record)
-                else:
-                    raise TypeError(f'cannot store {type(record).__name__}')
-                results.append(action is not None)
-                if action is not None:
-                    entries.append(
-                        {
-                            'actor': actor,
-                            'action': action,
-                            'object_type': record.KIND,
-                            'object_id': record.key.partition(':')[2],
-                            'payload': {'digest': record.digest(), 'subject': record.subject_key},
-                        }
-                    )
-            audit.append(connection, entries)
-        return results
+                    actions[i] = self._write_inspection(connection, record)
+            audit.append(
+                connection,
+                [
+                    {
+                        'actor': actor or self.actor,
+                        'action': action,
+                        'object_type': record.KIND,
+                        'object_id': record.key.partition(':')[2],
+                        'payload': {'digest': record.digest(), 'subject': record.subject_key},
+                    }
+                    for record, action in zip(records, actions, strict=True)
+                    if action is not None
+                ],
+            )
+        return [action is not None for action in actions]
 
     def store_decision(self, record: DecisionRecord) -> bool:
         """Store one decision. Return False if it was already stored."""
@@ -176,58 +185,84 @@ class ClearanceDatabase:
         """Store one inspection result. Return False if it was already stored."""
         return self.write([record])[0]
 
-    def _touch_subject(self, connection, record, decision: DecisionRecord = None):
-        row = {
+    def _touch_subjects(self, connection, rows):
+        """Insert subjects not seen before; move `latest_*` forward (never back in site time)."""
+        if not rows:
+            return
+        insert = self._insert(subjects).values(rows)
+        if 'latest_decision_id' not in rows[0]:
+            connection.execute(insert.on_conflict_do_nothing(index_elements=['subject_key']))
+            return
+        newer = sa.or_(
+            subjects.c.latest_decided_at.is_(None),
+            subjects.c.latest_decided_at <= insert.excluded.latest_decided_at,
+        )
+        latest = ('latest_decision_id', 'latest_decided_at', 'latest_channel', 'id_valid')
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=['subject_key'],
+                set_={name: insert.excluded[name] for name in latest},
+                where=newer,
+            )
+        )
+
+    @staticmethod
+    def _subject_row(record, **latest):
+        return {
             'subject_key': record.subject_key,
             'subject_kind': record.subject_kind,
             'subject_id': record.subject_id,
             'zone': record.zone,
-            'id_valid': decision.id_valid if decision else True,
+            'id_valid': latest.pop('id_valid', True),
             'first_seen': _utc_now(),
+            **latest,
         }
-        connection.execute(
-            self._insert(subjects)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=['subject_key'])
-        )
-        if decision is not None:  # the newest decision by site time is the subject's latest
-            connection.execute(
-                subjects.update()
-                .where(subjects.c.subject_key == record.subject_key)
-                .where(
-                    sa.or_(
-                        subjects.c.latest_decided_at.is_(None),
-                        subjects.c.latest_decided_at <= decision.decided_at,
-                    )
-                )
-                .values(
-                    latest_decision_id=decision.decision_id,
-                    latest_decided_at=decision.decided_at,
-                    latest_channel=decision.channel,
-                    id_valid=decision.id_valid,
-                )
-            )
 
-    def _write_decision(self, connection, record: DecisionRecord):
-        row = {k: v for k, v in record.to_payload().items() if k != 'contributions'}
-        row.update(subject_key=record.subject_key, stored_at=_utc_now())
-        result = connection.execute(
-            self._insert(decisions)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=['decision_id'])
-            .returning(decisions.c.decision_id)  # rowcount is -1 with psycopg
+    def _write_decisions(self, connection, records) -> set:
+        """Insert decisions in bulk; return the ids that were not stored before."""
+        if not records:
+            return set()
+        now, rows, seen = _utc_now(), [], set()
+        for record in records:
+            if record.decision_id not in seen:
+                seen.add(record.decision_id)
+                row = {k: v for k, v in record.to_payload().items() if k != 'contributions'}
+                rows.append(dict(row, subject_key=record.subject_key, stored_at=now))
+        new = set(
+            connection.execute(
+                self._insert(decisions)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=['decision_id'])
+                .returning(decisions.c.decision_id)  # rowcount is -1 with psycopg
+            ).scalars()
         )
-        if result.first() is None:
-            return None
-        if record.contributions:
+        fresh = [r for r in records if r.decision_id in new]
+        evidence = [dict(c, decision_id=r.decision_id) for r in fresh for c in r.contributions]
+        if evidence:
             connection.execute(
                 self._insert(decision_evidence).on_conflict_do_nothing(
                     index_elements=['decision_id', 'evidence_id']
                 ),
-                [dict(c, decision_id=record.decision_id) for c in record.contributions],
+                evidence,
             )
-        self._touch_subject(connection, record, record)
-        return 'decision.stored'
+        newest = {}  # per subject, the newest of the new decisions
+        for r in fresh:
+            if r.subject_key not in newest or newest[r.subject_key].decided_at <= r.decided_at:
+                newest[r.subject_key] = r
+        self._touch_subjects(
+            connection,
+            [
+                self._subject_row(
+                    r,
+                    id_valid=r.id_valid,
+                    latest_decision_id=r.decision_id,
+                    latest_decided_at=r.decided_at,
+                    latest_channel=r.channel,
+                )
+                for r in newest.values()
+            ],
+        )
+        return new
 
     def _write_declaration(self, connection, record: DeclarationRecord):
         existing = self._declaration(connection, record.declaration_id)
@@ -256,7 +291,7 @@ class ClearanceDatabase:
                     for n, item in enumerate(record.items, start=1)
                 ],
             )
-        self._touch_subject(connection, record)
+        self._touch_subjects(connection, [self._subject_row(record)])
         return 'declaration.amended' if existing is not None else 'declaration.stored'
 
     def _write_inspection(self, connection, record: InspectionRecord):
@@ -274,7 +309,7 @@ class ClearanceDatabase:
         )
         if result.first() is None:
             return None
-        self._touch_subject(connection, record)
+        self._touch_subjects(connection, [self._subject_row(record)])
         return 'inspection.stored'
 
     # ---- reads --------------------------------------------------------------------------------

@@ -119,12 +119,14 @@ class Delivery:
         while not stop.is_set():
             try:
                 moved = self.deliver_once()
-            except sa_exc.SQLAlchemyError as error:
+            except Exception as error:  # noqa: B902 - the writer must outlive any failure
+                # the database away (SQLAlchemyError), or anything unforeseen: keep the records,
+                # say why, try again later
                 self.stats.failures += 1
                 self.stats.last_error = f'{type(error).__name__}: {error}'.splitlines()[0][:300]
                 self.log(
                     'error',
-                    f'database unavailable, retrying in {delay:.1f} s: {self.stats.last_error}',
+                    f'delivery failed, retrying in {delay:.1f} s: {self.stats.last_error}',
                 )
                 stop.wait(delay)
                 delay = min(delay * 2.0, self.max_retry_delay)
