@@ -103,3 +103,143 @@ def test_rviz_view_matches_what_the_site_map_publishes():
     frames = static_transforms(load_site(ROOT / 'config' / 'site.yaml'))
     children = {child for _, child, _, _ in frames}
     assert all(parent == 'map' or parent in children for parent, _, _, _ in frames)
+
+
+# -- who hides contraband: the declaration-risk model ---------------------------------------
+
+
+def _big(name='default', factor=40):
+    import copy
+
+    scenario = Scenario.load(ROOT / 'config' / 'scenarios' / f'{name}.yaml')
+    spec = copy.deepcopy(scenario.spec)
+    for kind in ('containers', 'parcels', 'passengers'):
+        spec[kind]['count'] = int(spec[kind]['count']) * factor
+    return Scenario(scenario.name, scenario.seed, scenario.duration, scenario.declaration_lead,
+                    scenario.eta_error, spec)
+
+
+@pytest.fixture(scope='module')
+def big_day():
+    """Forty days' worth of the default scenario's traffic in one draw (13,200 subjects)."""
+    scenario = _big()
+    return scenario, generate_traffic(scenario)
+
+
+def test_each_contraband_entry_keeps_its_rate_from_the_scenario_file(big_day):
+    scenario, traffic = big_day
+    for kind in ('container', 'parcel', 'passenger'):
+        subjects = [s for s in traffic if s.subject.kind.name.lower() == kind]
+        for entry in scenario.spec['contraband'][kind]:
+            label = entry.get('nuclide', entry.get('description'))
+            found = sum(any(i.category == entry['category'] and label in i.description
+                            for i in s.truth) for s in subjects)
+            p, n = float(entry['probability']), len(subjects)
+            assert abs(found / n - p) < 4 * np.sqrt(p * (1 - p) / n), (kind, label, found, n)
+
+
+def test_parties_have_the_documented_id_formats(big_day):
+    import re
+
+    _, traffic = big_day
+    patterns = {
+        'container': (r'TRD[1-9]\d\d', r'CNE\d{5}'),
+        'parcel': (r'EXP\d\d', r'P\d{12}'),  # express brokers; Korean personal customs codes
+        'passenger': (r'', r''),
+    }
+    for sim in traffic:
+        declarant, consignee = patterns[sim.subject.kind.name.lower()]
+        assert re.fullmatch(declarant, sim.declarant_id), sim.declarant_id
+        assert re.fullmatch(consignee, sim.consignee_id), sim.consignee_id
+    # a trader files many declarations: parties repeat, with a heavy-tailed volume
+    containers = [s.declarant_id for s in traffic if s.subject.kind == SubjectKind.CONTAINER]
+    counts = sorted(np.unique(containers, return_counts=True)[1])
+    assert len(counts) <= 150 and counts[-1] >= 5 * np.median(counts)
+
+
+def test_contraband_depends_on_trader_origin_and_hs_chapter(big_day):
+    from customs_lab.simulation.scenario import make_population
+
+    scenario, traffic = big_day
+    population = make_population(scenario)
+    high = {p.id for kind in ('container', 'parcel')
+            for group in (population.declarants[kind], population.consignees[kind])
+            for p in group if p.propensity > 1.5}
+    goods = [s for s in traffic if s.declared]
+    risky = [s.contraband for s in goods if {s.declarant_id, s.consignee_id} & high]
+    others = [s.contraband for s in goods if not {s.declarant_id, s.consignee_id} & high]
+    # high-propensity parties (~3 nats) carry contraband several times as often
+    assert len(risky) > 100 and np.mean(risky) > 4 * np.mean(others)
+    narcotics = [('narcotics' in {i.category for i in s.truth}, s.origin_country == 'TH')
+                 for s in traffic if s.subject.kind == SubjectKind.PASSENGER]
+    from_th = np.mean([n for n, th in narcotics if th])
+    elsewhere = np.mean([n for n, th in narcotics if not th])
+    # risk.origin.narcotics: TH +1.5 nats, against a mix of CN, JP (0), US (+0.6), VN (+0.8):
+    # expected ratio ~3
+    assert from_th > 1.8 * elsewhere
+
+    def narcotics_rate(chapters):
+        return np.mean([any(i.category == 'narcotics' for i in s.truth) for s in goods
+                        if s.subject.kind == SubjectKind.CONTAINER
+                        and s.declared[0].hs_code[:2] in chapters])
+
+    # risk.hs_chapter.narcotics: juice drums (20) +1.0 nats, against the container goods with no
+    # offset (fertiliser, tiles, laptops, T-shirts, auto parts): expected ratio ~2.5
+    assert narcotics_rate({'20'}) > 1.8 * narcotics_rate({'31', '69', '84', '61', '87'})
+
+
+def test_contraband_declarations_are_misdeclared_and_hidden_mass_is_weighed(big_day):
+    _, traffic = big_day
+    goods = [s for s in traffic if s.declared]
+    by_line = {}
+    for sim in goods:
+        line = sim.declared[0]
+        by_line.setdefault(line.hs_code, []).append(np.log(line.value / line.net_mass))
+    medians = {hs: np.median(v) for hs, v in by_line.items()}
+
+    def undervalued(sim):
+        line = sim.declared[0]
+        return np.log(line.value / line.net_mass) - medians[line.hs_code] < np.log(0.45)
+
+    smuggled = [undervalued(s) for s in goods if s.contraband]
+    honest = [undervalued(s) for s in goods if not s.contraband]
+    # undervalue_share 0.5 of contraband vs honest_undervalue_share 0.03 plus the honest spread
+    assert np.mean(smuggled) > 0.3 and np.mean(honest) < 0.06
+    for sim in goods:
+        line, goods_mass = sim.declared[0], sim.truth[0].mass
+        hidden = sum(i.mass for i in sim.truth if i.contraband)
+        assert sim.gross_mass >= goods_mass + hidden - 0.01  # weighed: goods, hidden, packaging
+        if not sim.contraband:
+            assert line.net_mass == pytest.approx(goods_mass, abs=0.06)  # honest net mass
+    understated = [s.declared[0].net_mass < 0.95 * s.truth[0].mass for s in goods if s.contraband]
+    assert 0.2 < np.mean(understated) < 0.4  # net_mass_share 0.3
+
+
+def test_population_is_drawn_from_the_seed_and_checked(tmp_path):
+    from customs_lab.simulation.scenario import make_population
+
+    scenario = Scenario.load(ROOT / 'config' / 'scenarios' / 'default.yaml')
+    assert make_population(scenario) == make_population(scenario)
+    text = (ROOT / 'config' / 'scenarios' / 'default.yaml').read_text()
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(text.replace('declarants: {count: 150', 'declarants: {count: 5000'))
+    with pytest.raises(ValueError, match='parties.container.declarants'):
+        Scenario.load(bad)
+    bad.write_text(text.replace('probability: 0.05', 'probability: 1.5'))
+    with pytest.raises(ValueError, match='probability'):
+        Scenario.load(bad)
+
+
+def test_smoke_scenario_keeps_its_character():
+    traffic = generate_traffic(Scenario.load(ROOT / 'config' / 'scenarios' / 'smoke.yaml'))
+    kinds = [s.subject.kind for s in traffic]
+    assert [kinds.count(k) for k in SubjectKind if k] == [6, 12, 6]
+
+    def has(kind, category):
+        return any(s.subject.kind == kind and any(i.category == category for i in s.truth)
+                   for s in traffic)
+
+    assert has(SubjectKind.CONTAINER, 'radioactive_source')
+    assert has(SubjectKind.PARCEL, 'radioactive_source')
+    assert has(SubjectKind.CONTAINER, 'norm_cargo')  # K-40 fertiliser: the honest false alarm
+    assert any(any(i.category == 'narcotics' for i in s.truth) for s in traffic)

@@ -235,6 +235,7 @@ class SiteSimulator(Node):
             declaration_id=sim.declaration_id,
             subject=subject_to_msg(sim.subject),
             declarant_id=sim.declarant_id,
+            consignee_id=sim.consignee_id,
             origin_country=sim.origin_country,
             gross_mass=sim.gross_mass,
             expected_arrival=seconds_to_time_msg(sim.declared_arrival),
