@@ -73,10 +73,6 @@ def decision(n: int) -> DecisionRecord:
     )
 
 
-def put(outbox, record):
-    outbox.put(record.KIND, record.key, record.subject_key, record.to_payload())
-
-
 def run_delivery(url, workdir, count, rate=None, synchronous='FULL'):
     """Put `count` decisions (at `rate`/s, or flat out) while delivering; return timings."""
     outbox = Outbox(pathlib.Path(workdir) / f'outbox-{time.monotonic_ns()}.db', synchronous)
@@ -99,8 +95,7 @@ def run_delivery(url, workdir, count, rate=None, synchronous='FULL'):
             if delay > 0:
                 time.sleep(delay)
         put_at[record.key] = time.perf_counter()
-        put(outbox, record)
-        delivery.wake.set()
+        delivery.accept(record)  # as the bridge's subscription callback does
     produced = time.perf_counter()
     while len(stored_at) < count:
         time.sleep(0.005)

@@ -150,8 +150,7 @@ def test_a_database_outage_during_a_stream_loses_nothing(tmp_path):
         writer.start()
         total = 3000
         for n in range(total):
-            put(outbox, [decision(n)])
-            delivery.wake.set()
+            delivery.accept(decision(n))
             if n == 1000:
                 server.stop('immediate')  # like a crash of the database host
             if n == 2000:

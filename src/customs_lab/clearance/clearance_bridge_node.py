@@ -375,8 +375,7 @@ class ClearanceBridge(LifecycleNode):
             self.refused += 1
             self.get_logger().error(f'{type(msg).__name__} refused: {error}')
             return None
-        self.outbox.put(record.KIND, record.key, record.subject_key, record.to_payload())
-        self.delivery.wake.set()
+        self.delivery.accept(record)
         return record
 
     def _record_inspection(self, request, response):
@@ -391,8 +390,7 @@ class ClearanceBridge(LifecycleNode):
             response.accepted, response.message = False, str(error)
             self.get_logger().warn(f'inspection result refused: {error}')
             return response
-        self.outbox.put(record.KIND, record.key, record.subject_key, record.to_payload())
-        self.delivery.wake.set()
+        self.delivery.accept(record)
         response.accepted, response.message = True, 'kept; stored in the clearance database soon'
         return response
 

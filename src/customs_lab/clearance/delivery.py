@@ -61,7 +61,13 @@ class Delivery:
         self.on_stored = on_stored  # called as on_stored(record, newly_stored) after commit
         self.log = log or (lambda level, text: None)  # log(level, text); level 'info'/'error'
         self.stats = DeliveryStats()
-        self.wake = threading.Event()  # set it after an outbox put for a prompt delivery
+        self.wake = threading.Event()  # set by accept(), so the writer starts at once
+
+    def accept(self, record) -> bool:
+        """Keep a record durably in the outbox and wake the writer; False if already waiting."""
+        new = self.outbox.put(record.KIND, record.key, record.subject_key, record.to_payload())
+        self.wake.set()
+        return new
 
     def deliver_once(self) -> int:
         """Deliver one batch; return how many records left the outbox.

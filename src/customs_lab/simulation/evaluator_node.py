@@ -125,32 +125,26 @@ class Evaluator(Node):
         if (all_seen and not self.evaluation.undecided) or waited >= self.wait_after_finish:
             self.finish()
 
-    def _stored_decisions(self) -> int:
-        """Wait (a little) until the bridge has stored what was decided; return the row count."""
+    def _check_database(self) -> tuple[int, dict]:
+        """Return (stored decisions, audit summary) once the bridge has caught up.
+
+        Waits up to 10 s for the bridge to store what was decided, then verifies the audit chain
+        as `customs-lab db verify-audit` does.
+        """
         database = ClearanceDatabase(self.database_url)
         try:
             deadline = time.monotonic() + 10.0
             while True:
-                try:
-                    stored = database.count_decisions()
-                except Exception as error:  # noqa: B902 - any database error ends up in the report
-                    self.get_logger().error(f'cannot read the clearance database: {error}')
-                    return -1
+                stored = database.count_decisions()
                 if stored >= self.decisions_received or time.monotonic() > deadline:
-                    return stored
+                    break
                 time.sleep(0.2)
-        finally:
-            database.dispose()
-
-    def _audit(self) -> dict:
-        """Verify the clearance database's audit chain (customs-lab db verify-audit)."""
-        database = ClearanceDatabase(self.database_url)
-        try:
             result = database.verify_audit()
-            return {'entries': result.entries, 'intact': result.ok,
-                    'problems': result.problems[:10]}
+            return stored, {'entries': result.entries, 'intact': result.ok,
+                            'problems': result.problems[:10]}
         except Exception as error:  # noqa: B902 - any database error ends up in the report
-            return {'entries': 0, 'intact': False, 'problems': [f'cannot verify: {error}']}
+            self.get_logger().error(f'cannot read the clearance database: {error}')
+            return -1, {'entries': 0, 'intact': False, 'problems': [f'cannot read: {error}']}
         finally:
             database.dispose()
 
@@ -162,14 +156,15 @@ class Evaluator(Node):
             for i in self.get_subscriptions_info_by_topic(GROUND_TRUTH_TOPIC)
         )
         me = f'{self.get_namespace().rstrip("/")}/{self.get_name()}'
+        stored, audit = self._check_database()
         report.update(
             {
                 'scenario': self.status.scenario if self.status else '',
                 'seed': self.status.seed if self.status else 0,
                 'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 'decisions_received': self.decisions_received,
-                'decisions_in_database': self._stored_decisions(),
-                'audit_log': self._audit(),
+                'decisions_in_database': stored,
+                'audit_log': audit,
                 'database': self.database_url,
                 'ground_truth_subscribers': truth_readers,
                 'ground_truth_isolated': truth_readers == [me],
