@@ -116,7 +116,7 @@ def run(policy, posterior, times, kind_subject=parcel):
 
 def test_the_budget_holds_on_10000_subjects_and_inspects_the_riskiest():
     bad, posterior, times = realistic_stream(seed=2024)
-    policy = DecisionPolicy()
+    policy = DecisionPolicy(PolicyConfig(random_audit_rate=0.0))  # the costs alone
     unconstrained = np.mean(posterior >= 4.0 / 85.0)  # what price 0 would inspect
     assert unconstrained > 0.05  # the stream asks for twice the capacity: the budget binds
     inspected = run(policy, posterior, times)
@@ -137,7 +137,7 @@ def test_an_ample_budget_leaves_the_cost_optimal_choice_alone():
     _, posterior, times = realistic_stream(seed=7, n=3000, base_rate=0.005)
     free = posterior >= 4.0 / 85.0  # what price 0 would inspect: a calm stream, 1.7 %
     assert 0.01 < free.mean() < 0.025
-    policy = DecisionPolicy()
+    policy = DecisionPolicy(PolicyConfig(random_audit_rate=0.0))  # the costs alone
     inspected = run(policy, posterior, times)
     # the price only flickers (0.97 after an inspection, back to 0 within 33 subjects)
     assert np.sum(inspected != free) <= 2 and np.all(inspected <= free)
@@ -243,3 +243,42 @@ def test_a_time_in_an_earlier_shift_does_not_restart_the_counts():
     policy.decide(parcel(1), 0.2, SHIFT + 10.0)
     late = policy.decide(parcel(2), np.float32(0.001), SHIFT - 10.0)  # stamped a shift earlier
     assert (late.budget.shift, late.budget.subjects, late.budget.inspections) == (1, 1, 1)
+
+
+def test_a_random_audit_inspects_its_share_of_what_the_costs_release():
+    config = PolicyConfig(random_audit_rate=0.01)
+    policy = DecisionPolicy(config)
+    decisions = [policy.decide(parcel(n), 0.001, float(n)) for n in range(20_000)]
+    audited = [d for d in decisions if d.selection == 'random']
+    # binomial(20000, 0.01): mean 200, sd 14
+    assert 150 < len(audited) < 250
+    assert all(d.action == 'xray_inspection' for d in audited)  # the cheapest capacity action
+    assert all(d.selection == '' and d.action == 'release'
+               for d in decisions if d.selection != 'random')
+    assert 'random audit (1.00% of subjects, for unbiased learning)' in audited[0].explanation
+    # the draw is a property of the subject and the key: repeatable, and new with a new key
+    again = DecisionPolicy(config)
+    assert all(again.decide(parcel(n), 0.001, 0.0, commit=False).selection == d.selection
+               for n, d in enumerate(decisions[:2000]))
+    other = DecisionPolicy(PolicyConfig(random_audit_rate=0.01, audit_key='another site'))
+    redrawn = {n for n in range(20_000)
+               if other.decide(parcel(n), 0.001, 0.0, commit=False).selection == 'random'}
+    assert len(redrawn & {int(d.subject_key.split('EX')[-1]) for d in audited}) < 20
+    # audits use capacity: they count against the budget
+    assert policy.budget(SubjectKind.PARCEL, 20_000.0).inspections == len(audited)
+
+
+def test_selection_says_why_a_subject_is_inspected():
+    policy = DecisionPolicy(PolicyConfig(random_audit_rate=0.0))
+    assert policy.decide(parcel(1), 0.3, 0.0).selection == 'targeted'
+    assert policy.decide(parcel(2), 0.001, 1.0).selection == ''
+    policy.override(parcel(3).key, 'hold', 'officer_17', 'tip-off')
+    assert policy.decide(parcel(3), 0.001, 2.0).selection == 'targeted'
+    policy.override(parcel(4).key, 'release', 'officer_17', 'known diplomatic bag')
+    assert policy.decide(parcel(4), 0.3, 3.0).selection == ''
+    with pytest.raises(ValueError, match='random_audit_rate'):
+        DecisionPolicy(PolicyConfig(random_audit_rate=1.0))
+    with pytest.raises(ValueError, match='audit_key'):
+        DecisionPolicy(PolicyConfig(audit_key=''))
+    # the key is a secret: it does not change the published version
+    assert PolicyConfig(audit_key='a').version == PolicyConfig(audit_key='b').version

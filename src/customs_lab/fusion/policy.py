@@ -30,6 +30,15 @@ over). Deterministic: the same stream of (subject, posterior, time) gives the sa
 Safety floor: a subject with posterior >= must_inspect goes to the capacity action of least
 expected cost whatever the price (and still counts against the budget).
 
+Random audit: of the subjects the costs would not inspect, a share `random_audit_rate` goes to
+the kind's cheapest capacity action anyway, chosen by a keyed hash of the subject key (the same
+subject always draws the same way; without the key, which is site configuration, a trader cannot
+predict it). These inspections are what lets the site learn without bias: targeted inspections
+only see what the model already suspects, a uniform audit sees the whole flow (the declaration
+prior's fit needs them). They count against the budget like any inspection. Each decision says
+how it was selected: 'targeted' (the costs, the floor or an officer chose inspection), 'random'
+(the audit) or '' (no inspection).
+
 Officer overrides: `override(...)` records an officer's action for a subject; the next decision
 of that subject takes it (and consumes it), names the officer and reason, and carries the
 Override for the audit log. Core module: no ROS.
@@ -37,6 +46,7 @@ Override for the audit log. Core module: no ROS.
 
 from dataclasses import asdict, dataclass, field
 import hashlib
+import hmac
 import json
 import math
 import numbers
@@ -127,6 +137,8 @@ class PolicyConfig:
     shift_origin: float = 0.0  # clock time (s) at which a shift starts
     price_step: float = 0.01  # shadow price step, as a share of the kind's miss cost
     must_inspect: float = 0.5  # posterior from which a subject is inspected regardless
+    random_audit_rate: float = 0.002  # share of subjects inspected at random (learning)
+    audit_key: str = 'customs-lab'  # key of the audit draw (set a secret one per site)
 
     def validate(self):
         """Raise ValueError if the configuration is inconsistent."""
@@ -146,6 +158,10 @@ class PolicyConfig:
             raise ValueError(f'price_step must be finite and > 0: {self.price_step!r}')
         if not 0.0 < self.must_inspect <= 1.0:
             raise ValueError(f'must_inspect must be in (0, 1]: {self.must_inspect!r}')
+        if not 0.0 <= self.random_audit_rate < 1.0:
+            raise ValueError(f'random_audit_rate must be in [0, 1): {self.random_audit_rate!r}')
+        if not self.audit_key:
+            raise ValueError('audit_key must not be empty')
 
     @property
     def version(self) -> str:
@@ -155,7 +171,8 @@ class PolicyConfig:
             'capacity': list(self.capacity_actions),
             'shift': [self.shift_length, self.shift_origin],
             'price_step': self.price_step, 'must_inspect': self.must_inspect,
-        }, sort_keys=True).encode()
+            'random_audit_rate': self.random_audit_rate,
+        }, sort_keys=True).encode()  # the audit key stays out: versions are published
         return f'{POLICY_NAME}/{POLICY_VERSION}+cfg.{hashlib.sha256(blob).hexdigest()[:8]}'
 
 
@@ -236,6 +253,7 @@ class PolicyDecision:
     override: Override | None
     explanation: str
     policy_version: str
+    selection: str = ''  # 'targeted', 'random' (audit) or '' (not inspected)
 
 
 class DecisionPolicy:
@@ -277,11 +295,14 @@ class DecisionPolicy:
         """Return the budget of a subject kind at `now`."""
         return self._budgets[self._kind(kind)].state(now)
 
-    def decide(self, subject: Subject, posterior: float, now: float, commit=True):
+    def decide(self, subject: Subject, posterior: float, now: float, commit=True,
+               no_release: str = ''):
         """Return the PolicyDecision for `subject` at risk `posterior`, time `now` (s).
 
         With commit (the default) the decision counts against the budget and consumes a
         pending override; commit=False previews it (nothing counted, the override kept).
+        A non-empty `no_release` (the reason, e.g. an unreadable subject id) turns a release
+        into the allowed non-release action of least expected cost (price included).
         """
         if not (isinstance(posterior, numbers.Real) and 0.0 <= posterior <= 1.0):
             raise ValueError(f'posterior must be a probability in [0, 1], got {posterior!r}')
@@ -304,6 +325,19 @@ class DecisionPolicy:
                 f'safety floor: risk >= must-inspect {self.config.must_inspect:g}, '
                 f'inspected regardless of the budget{changed}'
             )
+        if no_release and action == 'release':
+            action = min((a for a in model.allowed if a != 'release'),
+                         key=lambda a: expected[a] + price[a])
+            notes.append(f'not released: {no_release}')
+        if action not in capacity and self._audited(subject.key):
+            action = min((a for a in model.allowed if a in capacity), key=model.cost.get)
+            notes.append(
+                f'random audit ({self.config.random_audit_rate:.2%} of subjects, '
+                'for unbiased learning)'
+            )
+            selection = 'random'
+        else:
+            selection = 'targeted' if action in capacity else ''
         override = self._overrides.get(subject.key)
         if override is not None:
             notes.append(
@@ -311,6 +345,7 @@ class DecisionPolicy:
                 f'({override.reason}); the policy chose {action}'
             )
             action = override.action
+            selection = 'targeted' if action in capacity else ''
         name = kind.name.lower()
         costs = ', '.join(
             f'{a} {expected[a]:.1f}' + (f'+{price[a]:.1f}' if price[a] else '')
@@ -327,8 +362,17 @@ class DecisionPolicy:
             self._overrides.pop(subject.key, None)
         return PolicyDecision(
             subject.key, float(posterior), action, ACTION_CHANNEL[action], expected, state,
-            floor, override, explanation, self.version,
+            floor, override, explanation, self.version, selection,
         )
+
+    def _audited(self, subject_key: str) -> bool:
+        """Return True if the subject falls in the random audit (keyed hash, uniform)."""
+        if self.config.random_audit_rate <= 0.0:
+            return False
+        digest = hmac.new(
+            self.config.audit_key.encode(), subject_key.encode(), hashlib.sha256
+        ).digest()
+        return int.from_bytes(digest[:8], 'big') / 2.0**64 < self.config.random_audit_rate
 
     def _kind(self, kind) -> SubjectKind:
         kind = SubjectKind(kind)
