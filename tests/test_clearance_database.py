@@ -115,9 +115,9 @@ def database(database_url):
 
 
 def test_migrations_reach_head_and_are_idempotent(database):
-    assert database.revision() == '0002'
+    assert database.revision() == '0003'
     database.migrate()
-    assert database.revision() == '0002'
+    assert database.revision() == '0003'
     assert database.verify_audit().ok
 
 
@@ -253,7 +253,7 @@ def test_a_foundation_database_is_upgraded_without_losing_rows(tmp_path):
     old.dispose()
     database = ClearanceDatabase(url)
     database.migrate()
-    assert database.revision() == '0002'
+    assert database.revision() == '0003'
     assert database.count_decisions() == 1
     assert database.declaration_for('container:CSQU3054383').items[0]['net_mass'] == 20000.0
     check = database.verify_audit()
@@ -294,6 +294,52 @@ def test_the_command_line_verifies_the_audit_log(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'PROBLEM: entry 2: decision 00000000-0000-0000-0000-000000000001 was changed' in out
     assert main(['db', 'status', '--database-url', url, '--data-dir', str(tmp_path)]) == 0
-    assert 'revision: 0002' in capsys.readouterr().out
+    assert 'revision: 0003' in capsys.readouterr().out
     assert main(['db', 'status', '--database-url', 'mysql://x/y']) == 2
     database.dispose()
+
+
+def test_training_rows_join_declarations_with_what_inspections_found(database):
+    import dataclasses
+
+    database.store_declaration(declaration('IMP-1'))
+    database.store_declaration(dataclasses.replace(declaration('IMP-2'), filed_at=5.0))
+    database.store_declaration(dataclasses.replace(declaration('IMP-3'), filed_at=9.0, items=()))
+    database.store_inspection(dataclasses.replace(inspection(), selection='targeted'))
+    database.store_inspection(dataclasses.replace(  # a clean audit, then a seizure: seized
+        inspection('00000000-0000-0000-0000-0000000000a2', 'no_finding'), declaration_id='IMP-2',
+        selection='random'))
+    database.store_inspection(dataclasses.replace(
+        inspection('00000000-0000-0000-0000-0000000000a3', 'seizure'), declaration_id='IMP-2'))
+    rows = database.training_rows()
+    assert [r['declaration_id'] for r in rows] == ['IMP-1', 'IMP-2', 'IMP-3']
+    assert [(r['outcome'], r['selection']) for r in rows] == [
+        (True, 'targeted'), (True, 'random'), (None, '')]
+    first = rows[0]
+    assert (first['hs_code'], first['net_mass'], first['value'], first['consignee_id']) == (
+        '310420', 20000.0, 52000.0, 'CNS7')  # the first line
+    assert (rows[2]['hs_code'], rows[2]['quantity'], rows[2]['currency']) == ('', 0, 'USD')
+    assert [r['declaration_id'] for r in database.training_rows(since=5.0)] == ['IMP-2', 'IMP-3']
+
+
+def test_selection_is_stored_checked_and_leaves_old_digests_alone(database):
+    import dataclasses
+    import hashlib
+
+    from customs_lab.clearance.records import canonical_json
+
+    audited = dataclasses.replace(decision('00000000-0000-0000-0000-000000000005'),
+                                  selection='random')
+    database.store_decision(audited)
+    assert database.decisions_by_subject()['CSQU3054383'][0]['selection'] == 'random'
+    assert database.verify_audit().ok
+    with pytest.raises(ValueError, match='selection'):
+        dataclasses.replace(inspection(), selection='hunch').check()
+    # a record without a selection digests as it did before the field existed (revision 0002)
+    old = decision('00000000-0000-0000-0000-000000000006')
+    payload = old.to_payload()
+    del payload['selection']
+    assert record_from_payload('decision', payload) == old  # an outbox payload of 0002 loads
+    payload['contributions'].sort(key=lambda c: str(c['evidence_id']))
+    assert old.digest() == hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    assert audited.digest() != dataclasses.replace(audited, selection='').digest()

@@ -2,6 +2,7 @@
 
     customs-lab launch FILE [name:=value ...]   run a launch file (docs/LAUNCH.md)
     customs-lab db status|migrate|verify-audit  the clearance database (customs-lab db -h)
+    customs-lab risk fit|show                   the declaration risk model (customs-lab risk -h)
 
 `launch` runs a ROS 2 XML launch file with the project's runner, for machines where ROS 2 comes
 from PyPI wheels without the launch package. FILE is a path, or `PKG FILE` to take the file from
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(__doc__.strip())
-        print('\nusage: customs-lab launch|db ...   (customs-lab launch -h, customs-lab db -h)')
+        print('\nusage: customs-lab launch|db|risk ...   (customs-lab COMMAND -h)')
         return 0 if argv else USAGE_ERROR
     command, rest = argv[0], argv[1:]
     if command == 'launch':
@@ -142,7 +143,12 @@ def main(argv=None) -> int:
         from customs_lab.clearance.cli import main as database_main  # SQLAlchemy only when used
 
         return database_main(rest)
-    print(f"customs-lab: unknown command '{command}' (commands: launch, db)", file=sys.stderr)
+    if command == 'risk':
+        from customs_lab.fusion.cli import main as risk_main
+
+        return risk_main(rest)
+    print(f"customs-lab: unknown command '{command}' (commands: launch, db, risk)",
+          file=sys.stderr)
     return USAGE_ERROR
 
 

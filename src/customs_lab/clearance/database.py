@@ -382,6 +382,59 @@ class ClearanceDatabase:
             )
         return [self._inspection(row) for row in rows]
 
+    def training_rows(self, since: float | None = None) -> list[dict]:
+        """Return every declaration with what inspections found, for a risk model to learn from.
+
+        One dict per declaration (filed at or after `since`, site-clock s, if given), oldest
+        first: its parties, origin and gross mass, its first line (hs_code, quantity, net_mass,
+        value, currency; '' / 0 without lines), `outcome` (True: an inspection seized something;
+        False: inspected, nothing seized; None: never inspected) and `selection` ('random' if a
+        uniform audit inspected it, else 'targeted' if anything did, else ''). Inspection
+        results are matched by declaration id; one of unknown selection counts as targeted.
+        """
+        i = inspection_results
+        found = (
+            sa.select(
+                i.c.declaration_id,
+                sa.func.max(sa.case((i.c.outcome == 'seizure', 1), else_=0)).label('seized'),
+                sa.func.max(sa.case((i.c.selection == 'random', 1), else_=0)).label('audited'),
+            )
+            .where(i.c.declaration_id != '')
+            .group_by(i.c.declaration_id)
+            .subquery()
+        )
+        d, line = declarations, declaration_items
+        query = (
+            sa.select(
+                d.c.declaration_id, d.c.subject_kind, d.c.declarant_id, d.c.consignee_id,
+                d.c.origin_country, d.c.gross_mass, d.c.filed_at, line.c.hs_code,
+                line.c.quantity, line.c.net_mass, line.c.value, line.c.currency,
+                found.c.seized, found.c.audited,
+            )
+            .outerjoin(line, sa.and_(line.c.declaration_id == d.c.declaration_id,
+                                     line.c.line_no == 1))
+            .outerjoin(found, found.c.declaration_id == d.c.declaration_id)
+            .order_by(d.c.filed_at, d.c.declaration_id)
+        )
+        if since is not None:
+            query = query.where(d.c.filed_at >= since)
+        rows = []
+        with self.engine.connect() as connection:
+            for row in connection.execute(query).mappings():
+                inspected = row['seized'] is not None
+                rows.append({
+                    **{k: row[k] for k in ('declaration_id', 'subject_kind', 'declarant_id',
+                                           'consignee_id', 'origin_country', 'gross_mass',
+                                           'filed_at')},
+                    'hs_code': row['hs_code'] or '', 'quantity': row['quantity'] or 0,
+                    'net_mass': row['net_mass'] or 0.0, 'value': row['value'] or 0.0,
+                    'currency': row['currency'] or 'USD',
+                    'outcome': bool(row['seized']) if inspected else None,
+                    'selection': ('random' if row['audited'] else 'targeted') if inspected
+                    else '',
+                })
+        return rows
+
     @staticmethod
     def _inspection(row) -> InspectionRecord:
         values = {k: row[k] for k in InspectionRecord.__dataclass_fields__}

@@ -3,14 +3,18 @@
 The bridge turns messages into these records, keeps them in its outbox as JSON payloads
 (`to_payload` / `from_payload`) and writes them to the database. `digest()` is the SHA-256 of a
 record's canonical JSON: the audit log keeps it, so that a row changed afterwards is detected.
+
+Fields added after a record type was first stored (`selection`, schema revision 0003) have a
+default: a payload written before them still loads (outboxes survive an upgrade), and they enter
+the digest only when they differ from the default, so records audited before them still verify.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 import hashlib
 import json
 import math
 
-from customs_lab.clearance.schema import OUTCOMES
+from customs_lab.clearance.schema import OUTCOMES, SELECTIONS
 
 
 def canonical_json(value) -> str:
@@ -27,6 +31,7 @@ class Record:
     """Shared behaviour of the record types."""
 
     KIND = ''
+    LATER_FIELDS = ()  # fields added after the type was first stored (module docstring)
 
     @property
     def key(self) -> str:
@@ -46,9 +51,11 @@ class Record:
     def from_payload(cls, payload: dict):
         """Rebuild a record from `to_payload`; raise ValueError on a missing or extra field."""
         names = {f.name for f in fields(cls)}
-        if set(payload) != names:
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}
+        if not names - optional <= set(payload) <= names:
             raise ValueError(
-                f'{cls.__name__}: fields {sorted(set(payload) ^ names)} missing or unexpected'
+                f'{cls.__name__}: fields {sorted((set(payload) ^ names) - optional)} missing or '
+                'unexpected'
             )
         values = dict(payload)
         for name, value in values.items():
@@ -61,7 +68,11 @@ class Record:
         return hashlib.sha256(canonical_json(self._digest_payload()).encode()).hexdigest()
 
     def _digest_payload(self) -> dict:
-        return self.to_payload()
+        payload = self.to_payload()
+        for name in self.LATER_FIELDS:
+            if payload[name] == self.__dataclass_fields__[name].default:
+                del payload[name]
+        return payload
 
     def check(self):
         """Raise ValueError if a number is not finite (NaN would poison sums and comparisons)."""
@@ -75,6 +86,7 @@ class DecisionRecord(Record):
     """A risk decision; contributions: dicts with the EvidenceContribution fields."""
 
     KIND = 'decision'
+    LATER_FIELDS = ('selection',)
 
     decision_id: str
     subject_kind: str
@@ -90,6 +102,7 @@ class DecisionRecord(Record):
     decided_at: float
     explanation: str
     contributions: tuple = ()
+    selection: str = ''  # why inspected: 'targeted', 'random' (audit) or '' (not inspected)
 
     @property
     def key(self) -> str:
@@ -103,7 +116,7 @@ class DecisionRecord(Record):
         return payload
 
     def _digest_payload(self) -> dict:
-        payload = self.to_payload()  # the database does not keep the contributions' order
+        payload = super()._digest_payload()  # the database does not keep the contributions' order
         payload['contributions'].sort(key=lambda c: str(c['evidence_id']))
         return payload
 
@@ -114,6 +127,8 @@ class DecisionRecord(Record):
             for name in ('log_likelihood_ratio', 'weight', 'contribution'):
                 if not math.isfinite(float(contribution[name])):
                     raise ValueError(f'decision {self.decision_id}: evidence {name} not finite')
+        if self.selection not in SELECTIONS:
+            raise ValueError(f'decision {self.decision_id}: selection must be one of {SELECTIONS}')
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,7 @@ class InspectionRecord(Record):
     """What an officer found when inspecting a subject."""
 
     KIND = 'inspection'
+    LATER_FIELDS = ('selection',)
 
     result_id: str
     subject_kind: str
@@ -164,6 +180,7 @@ class InspectionRecord(Record):
     categories: tuple
     findings: str
     inspected_at: float
+    selection: str = ''  # 'targeted', 'random' (audit), '' (not known, e.g. an officer's own)
 
     @property
     def key(self) -> str:
@@ -183,6 +200,8 @@ class InspectionRecord(Record):
             raise ValueError(f'inspection {self.result_id}: outcome must be one of {OUTCOMES}')
         if not self.officer_id:
             raise ValueError(f'inspection {self.result_id}: no officer id')
+        if self.selection not in SELECTIONS:
+            raise ValueError(f'inspection {self.result_id}: selection must be one of {SELECTIONS}')
 
 
 RECORD_TYPES = {cls.KIND: cls for cls in (DecisionRecord, DeclarationRecord, InspectionRecord)}

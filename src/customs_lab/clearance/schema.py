@@ -97,6 +97,7 @@ decisions = sa.Table(
     sa.Column('decided_at', sa.Float, nullable=False),  # s, site clock
     sa.Column('stored_at', UTC_TIME, nullable=False),
     sa.Column('explanation', sa.Text, nullable=False),
+    sa.Column('selection', sa.String(16), nullable=False, server_default=''),  # SELECTIONS
 )
 
 decision_evidence = sa.Table(
@@ -115,6 +116,7 @@ decision_evidence = sa.Table(
 )
 
 OUTCOMES = ('no_finding', 'seizure', 'irregularity')
+SELECTIONS = ('', 'targeted', 'random')  # why a subject was inspected (revision 0003)
 
 inspection_results = sa.Table(
     'inspection_results',
@@ -132,6 +134,7 @@ inspection_results = sa.Table(
     sa.Column('categories', sa.Text, nullable=False),  # JSON list, e.g. ["narcotics"]
     sa.Column('findings', sa.Text, nullable=False),  # the officer's words
     sa.Column('inspected_at', sa.Float, nullable=False),  # s, site clock
+    sa.Column('selection', sa.String(16), nullable=False, server_default=''),  # SELECTIONS
     sa.Column('recorded_at', UTC_TIME, nullable=False),
 )
 

@@ -10,13 +10,23 @@ get an outcome: a seizure (True, when the inspection finds contraband that is th
 probability `inspection_sensitivity`) or a clean inspection (False). The others keep None:
 nobody knows what they carried, as in a real clearance database.
 
+`clearance_records(history)` turns the history into the declarations and inspection results a
+clearance database would hold, and `seed_database` writes them (idempotent: a declaration or
+result already stored is skipped), so that the site's risk model learns from the database as a
+real site's would (fusion/prior_training.py). Day d before the scenario is site-clock time
+-d * 86400 s.
+
 Part of the simulator: the outcomes come from the ground truth, which stays here.
 """
 
 from dataclasses import dataclass
+import hashlib
+import json
+import uuid
 
 import numpy as np
 
+from customs_lab.clearance.records import DeclarationRecord, InspectionRecord
 from customs_lab.fusion.declaration_prior import DeclarationFeatures
 from customs_lab.simulation.scenario import (
     HISTORY_STREAM,
@@ -39,6 +49,7 @@ class HistoricalDeclaration:
     declaration_id: str
     day: int  # days before the scenario's day (1 = the day before)
     subject_kind: str  # 'container', 'parcel' or 'passenger'
+    subject_id: str
     declarant_id: str
     consignee_id: str
     origin_country: str
@@ -71,6 +82,48 @@ class HistoricalDeclaration:
 def training_records(history) -> list[tuple[DeclarationFeatures, bool | None, str]]:
     """Return (features, outcome, selection) of every declaration, for DeclarationPrior.fit."""
     return [(h.features(), h.outcome, h.selection) for h in history]
+
+
+DAY = 86400.0
+RESULT_NAMESPACE = uuid.UUID('5b0f3c1e-8f7a-4d1c-9a53-6e1c2f0d9b47')  # result ids of the history
+
+
+def clearance_records(history) -> list:
+    """Return the history as a clearance database holds it: declarations, inspection results."""
+    records = []
+    for h in history:
+        filed = -h.day * DAY + (hash_fraction(h.declaration_id) * 0.5 * DAY)
+        records.append(DeclarationRecord(
+            declaration_id=h.declaration_id, subject_kind=h.subject_kind,
+            subject_id=h.subject_id, zone='', declarant_id=h.declarant_id,
+            consignee_id=h.consignee_id, origin_country=h.origin_country,
+            gross_mass=h.gross_mass, expected_arrival=filed + 0.25 * DAY, filed_at=filed,
+            items=({'hs_code': h.hs_code, 'description': h.description,
+                    'quantity': h.quantity, 'net_mass': h.net_mass,
+                    'value': h.declared_value, 'currency': h.currency},) if h.hs_code else ()))
+        if h.inspected:
+            records.append(InspectionRecord(
+                result_id=str(uuid.uuid5(RESULT_NAMESPACE, h.declaration_id)),
+                subject_kind=h.subject_kind, subject_id=h.subject_id, zone='',
+                declaration_id=h.declaration_id, decision_id='', officer_id='legacy-records',
+                action='physical_inspection', outcome='seizure' if h.outcome else 'no_finding',
+                categories=tuple(c for c in h.finding.split(',') if c),
+                findings='imported from the legacy clearance records',
+                inspected_at=filed + 0.3 * DAY, selection=h.selection))
+    return records
+
+
+def hash_fraction(text: str) -> float:
+    """Return a number in [0, 1) fixed by `text` (spreads filing times over a day)."""
+    return uuid.uuid5(RESULT_NAMESPACE, text).int / 2.0**128
+
+
+def seed_database(database, history, batch: int = 2000) -> int:
+    """Write the history's records to a ClearanceDatabase; return how many were new."""
+    records, new = clearance_records(history), 0
+    for start in range(0, len(records), batch):
+        new += sum(database.write(records[start:start + batch], actor='legacy-records'))
+    return new
 
 
 def history_config(scenario: Scenario, days: int | None = None) -> dict:
@@ -107,8 +160,12 @@ def generate_history(scenario: Scenario, days: int | None = None) -> list[Histor
     rng = np.random.default_rng([scenario.seed, HISTORY_STREAM])
     last_seizure = {}  # party id -> day of its last seizure
     history = []
+    # declaration numbers unique to this scenario's traders: histories of several scenarios
+    # can share one database without one scenario's number amending another's declaration
+    tag = hashlib.sha256(json.dumps([scenario.seed, scenario.spec], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:6]
     for day in range(config['days'], 0, -1):
-        prefixes = {k: f'H{day:03d}-{k[:3].upper()}-' for k in KINDS}
+        prefixes = {k: f'H{tag}-{day:03d}-{k[:3].upper()}-' for k in KINDS}
         traffic = draw_day(scenario, population, rng, prefixes)
         selection = [''] * len(traffic)
         for kind in KINDS:
@@ -136,7 +193,8 @@ def generate_history(scenario: Scenario, days: int | None = None) -> list[Histor
             line = sim.declared[0] if sim.declared else None
             history.append(HistoricalDeclaration(
                 declaration_id=sim.declaration_id, day=day,
-                subject_kind=sim.subject.kind.name.lower(), declarant_id=sim.declarant_id,
+                subject_kind=sim.subject.kind.name.lower(), subject_id=sim.subject.id,
+                declarant_id=sim.declarant_id,
                 consignee_id=sim.consignee_id, origin_country=sim.origin_country,
                 hs_code=line.hs_code if line else '',
                 description=line.description if line else '',
