@@ -31,6 +31,13 @@ class RosHarness:
             self.executor.spin_once(timeout_sec=0.05)
         return condition()
 
+    def call(self, client, request, timeout=10.0):
+        """Call a service and spin until its reply; return the reply."""
+        assert client.wait_for_service(timeout_sec=timeout)
+        future = client.call_async(request)
+        assert self.spin_until(future.done, timeout)
+        return future.result()
+
     def spin_for(self, seconds):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

@@ -20,15 +20,16 @@ def test_scores():
     evaluation.add_decision('container:Z', 2, 0.9, 'hold', '')  # misread id
     assert evaluation.undecided == ['parcel:E']
     report = evaluation.report()
+    # a document check (C) opens nothing: not an inspection, so C is cleared, not a false alarm
     assert (report['caught'], report['missed'], report['false_alarms'], report['cleared']) == (
         1,
         2,
-        1,
-        1,
+        0,
+        2,
     )
     assert report['detection_rate'] == 1 / 3
-    assert report['precision'] == 0.5
-    assert report['inspection_rate'] == 2 / 5
+    assert report['precision'] == 1.0
+    assert report['inspection_rate'] == 1 / 5
     assert report['by_contraband_category'] == {
         'radioactive_source': {'caught': 1, 'missed': 1},
         'narcotics': {'caught': 0, 'missed': 1},

@@ -161,3 +161,15 @@ def test_bad_declaration_features_are_refused_when_a_prior_is_loaded(fitted):
     with pytest.raises(ValueError):
         e.add_evidence(CONTAINER.key, gamma('nan', float('nan')), 1.0)
     assert e.declaration(CONTAINER.key) is None and not e.store.records(CONTAINER.key)
+
+
+def test_no_single_item_counts_beyond_the_cap():
+    e = engine()
+    e.add_evidence(CONTAINER.key, gamma('huge', 2.9e6, text='118x background'), 1.0)
+    decision = e.decide(CONTAINER, 2.0)
+    assert decision.assessment.raw_log_odds == pytest.approx(logit(0.01) + 20.0)
+    assert 'radiation.gamma from rpm/portal_lane_1 reported +2.9e+06 nats, counted as +-20' \
+        in decision.explanation
+    assert decision.action == 'physical_inspection'  # still far above the safety floor
+    with pytest.raises(ValueError, match='llr_cap'):
+        RiskEngine(EngineConfig(llr_cap=0.0))

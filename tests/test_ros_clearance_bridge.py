@@ -14,10 +14,7 @@ pytestmark = pytest.mark.ros
 
 
 def call(harness, client, request, timeout=10.0):
-    assert client.wait_for_service(timeout_sec=timeout)
-    future = client.call_async(request)
-    assert harness.spin_until(future.done, timeout)
-    return future.result()
+    return harness.call(client, request, timeout)
 
 
 def container(subject_id):

@@ -146,15 +146,20 @@ class ClearanceDatabase:
             record.check()
         actions = [None] * len(records)
         with self.engine.begin() as connection:
-            decision_at = [i for i, r in enumerate(records) if isinstance(r, DecisionRecord)]
-            new = self._write_decisions(connection, [records[i] for i in decision_at])
-            for i in decision_at:
-                if records[i].decision_id in new:
-                    new.discard(records[i].decision_id)  # the first copy in a batch counts
-                    actions[i] = 'decision.stored'
+            for kind, bulk, action in (
+                (DecisionRecord, self._write_decisions, 'decision.stored'),
+                (DeclarationRecord, self._write_new_declarations, 'declaration.stored'),
+            ):
+                at = [i for i, r in enumerate(records) if isinstance(r, kind)]
+                new = bulk(connection, [records[i] for i in at])  # keys newly stored
+                for i in at:
+                    if records[i].key in new:
+                        new.discard(records[i].key)  # the first copy in a batch counts
+                        actions[i] = action
             for i, record in enumerate(records):
                 if isinstance(record, DeclarationRecord):
-                    actions[i] = self._write_declaration(connection, record)
+                    if actions[i] is None:  # stored before, or a later copy: compare, amend
+                        actions[i] = self._write_declaration(connection, record)
                 elif isinstance(record, InspectionRecord):
                     actions[i] = self._write_inspection(connection, record)
             audit.append(
@@ -219,7 +224,7 @@ class ClearanceDatabase:
         }
 
     def _write_decisions(self, connection, records) -> set:
-        """Insert decisions in bulk; return the ids that were not stored before."""
+        """Insert decisions in bulk; return the keys of those not stored before."""
         if not records:
             return set()
         now, rows, seen = _utc_now(), [], set()
@@ -262,7 +267,34 @@ class ClearanceDatabase:
                 for r in newest.values()
             ],
         )
-        return new
+        return {f'decision:{d}' for d in new}
+
+    def _write_new_declarations(self, connection, records) -> set:
+        """Insert in bulk the declarations not stored before; return their keys."""
+        ids = list(dict.fromkeys(r.declaration_id for r in records))
+        if not ids:
+            return set()
+        stored = set(connection.execute(
+            sa.select(declarations.c.declaration_id).where(declarations.c.declaration_id.in_(ids))
+        ).scalars())
+        now, first = _utc_now(), {}
+        for record in records:
+            if record.declaration_id not in stored:
+                first.setdefault(record.declaration_id, record)
+        if not first:
+            return set()
+        connection.execute(declarations.insert(), [
+            dict({k: v for k, v in r.to_payload().items() if k != 'items'},
+                 subject_key=r.subject_key, stored_at=now)
+            for r in first.values()
+        ])
+        lines = [dict(item, declaration_id=r.declaration_id, line_no=n)
+                 for r in first.values() for n, item in enumerate(r.items, start=1)]
+        if lines:
+            connection.execute(declaration_items.insert(), lines)
+        subjects_seen = {r.subject_key: self._subject_row(r) for r in first.values()}
+        self._touch_subjects(connection, list(subjects_seen.values()))
+        return {f'declaration:{d}' for d in first}
 
     def _write_declaration(self, connection, record: DeclarationRecord):
         existing = self._declaration(connection, record.declaration_id)
@@ -358,6 +390,14 @@ class ClearanceDatabase:
         """Return the number of stored decisions."""
         with self.engine.connect() as connection:
             return connection.execute(sa.select(sa.func.count()).select_from(decisions)).scalar()
+
+    def count_declarations(self, prefix: str = '') -> int:
+        """Return the number of stored declarations whose id starts with `prefix`."""
+        query = sa.select(sa.func.count()).select_from(declarations)
+        if prefix:
+            query = query.where(declarations.c.declaration_id.startswith(prefix, autoescape=True))
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar()
 
     def decisions_by_subject(self) -> dict:
         """Return {subject_id: [rows ordered by decided_at]} (rows as dicts)."""

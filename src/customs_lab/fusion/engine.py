@@ -9,6 +9,9 @@ One subject's decision, in order:
 2. Evidence. The evidence store (fusion/evidence_store.py) says which items are used now: the
    newest observation of each (sensor, kind), not expired. Items that share a correlation group
    (e.g. two detector panels of one portal) count once: weights 1/n (fusion/logodds.combine).
+   No item counts beyond +-`llr_cap` nats: a sensor's LLR comes from its physical model, and
+   model error (a mis-set background, a detector fault) bounds how sure any one item can make
+   us; a portal that reports 10^6 nats is capped, and the explanation says so.
 3. Raw log-odds = prior log-odds + the weighted evidence LLRs.
 4. Calibration. Once `calibration_min_labels` inspection results with both outcomes have come
    back, a Platt map a * raw + b (fusion/calibration.py), fitted online on (raw log-odds at
@@ -28,6 +31,7 @@ The model version of a decision (`RiskDecision.model_version`, at most 128 chara
 components. Core module: no ROS. Not thread-safe (the node's executor serialises calls).
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 import hashlib
 import math
@@ -67,6 +71,7 @@ class EngineConfig:
     history_limit: int = 100  # superseded items kept per subject
     calibration_min_labels: int = 200  # inspection results before the calibrator is used
     inspection_sensitivity: float = 0.9  # share of contraband an inspection finds
+    llr_cap: float = 20.0  # nats: the most one evidence item can count, either way
 
     def validate(self):
         """Raise ValueError if the configuration is inconsistent."""
@@ -76,6 +81,8 @@ class EngineConfig:
             raise ValueError(
                 f'calibration_min_labels must be an int >= 2: {self.calibration_min_labels!r}'
             )
+        if not 0.0 < self.llr_cap < math.inf:
+            raise ValueError(f'llr_cap must be finite and > 0: {self.llr_cap!r}')
         if not 0.0 < self.inspection_sensitivity <= 1.0:
             raise ValueError(
                 f'inspection_sensitivity must be in (0, 1]: {self.inspection_sensitivity!r}'
@@ -211,9 +218,16 @@ class RiskEngine:
             prior_lo = logit(rate)
             why = 'no declaration' if declared is None else 'no declaration prior model loaded'
             prior_text = f'base rate of {KIND_NAMES[kind]}s {rate:.3g} ({why})'
-        evidence, contributions = combine(self.store.active(subject.key, now))
+        cap, notes, items = self.config.llr_cap, [], []
+        for item in self.store.active(subject.key, now):
+            if abs(item.log_likelihood_ratio) > cap:
+                notes.append(f'{item.kind} from {item.sensor_id or "?"} reported '
+                             f'{item.log_likelihood_ratio:+.3g} nats, counted as +-{cap:g}')
+                item = dataclasses.replace(
+                    item, log_likelihood_ratio=math.copysign(cap, item.log_likelihood_ratio))
+            items.append(item)
+        evidence, contributions = combine(items)
         raw = prior_lo + evidence
-        notes = []
         for record in self.store.records(subject.key):
             status = record.status(now)
             if status != 'active':

@@ -1,12 +1,16 @@
 """Score decisions against the simulator's ground truth. Core module: no ROS.
 
 Only the evaluator uses this: it is the one place where decisions meet the truth. A subject
-counts as flagged when its final decision's channel is YELLOW or RED (it is inspected).
-caught = contraband and flagged; missed = contraband and GREEN (or never decided);
-false alarm = clean and flagged; cleared = clean and GREEN.
+counts as flagged when its final decision sends it to an inspection that can find contraband
+(X-ray, robot or physical inspection, hold: the actions that use inspection capacity); a
+document check is YELLOW but opens nothing. caught = contraband and flagged; missed =
+contraband and not flagged (or never decided); false alarm = clean and flagged; cleared =
+clean and not flagged. The inspection rate is the flagged share, comparable to the budget.
 """
 
 from dataclasses import dataclass, field
+
+from customs_lab.fusion.policy import CAPACITY_ACTIONS
 
 CHANNEL_NAMES = ('GREEN', 'YELLOW', 'RED')
 
@@ -65,7 +69,7 @@ class Evaluation:
         outcomes = []
         for key, truth in sorted(self.truth.items()):
             decision = self.decisions.get(key)
-            flagged = decision is not None and decision.channel > 0
+            flagged = decision is not None and decision.action in CAPACITY_ACTIONS
             outcome = (
                 ('caught' if flagged else 'missed')
                 if truth.contraband

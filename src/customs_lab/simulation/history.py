@@ -1,14 +1,14 @@
 """Past declarations with the inspection records a clearance database holds (selective labels).
 
-`generate_history(scenario, days)` draws `days` past days of traffic from the scenario's trader
-population with the same generative model as the day's traffic (scenario.draw_day), from
-another random stream. Each day, per kind, the legacy targeting inspects the declarations with
-the highest rule score (`targeted_rate` of them; a point for a watch-listed origin, a point for
-a watch-listed HS chapter, two for a declarant or consignee with a recent seizure), and a
-uniform random audit inspects `random_rate` of all declarations. Only inspected declarations
-get an outcome: a seizure (True, when the inspection finds contraband that is there, with
-probability `inspection_sensitivity`) or a clean inspection (False). The others keep None:
-nobody knows what they carried, as in a real clearance database.
+`generate_history(scenario, days)` draws `days` past days of traffic (each `scale` times the
+scenario's counts) from the scenario's trader population with the same generative model as the
+day's traffic (scenario.draw_day), from another random stream. Each day, per kind, the legacy
+targeting inspects the declarations with the highest rule score (`targeted_rate` of them; a point
+for a watch-listed origin, a point for a watch-listed HS chapter, two for a declarant or consignee
+with a recent seizure), and a uniform random audit inspects `random_rate` of all declarations. Only
+inspected declarations get an outcome: a seizure (True, when the inspection finds contraband that
+is there, with probability `inspection_sensitivity`) or a clean inspection (False). The others keep
+None: nobody knows what they carried, as in a real clearance database.
 
 `clearance_records(history)` turns the history into the declarations and inspection results a
 clearance database would hold, and `seed_database` writes them (idempotent: a declaration or
@@ -19,6 +19,8 @@ real site's would (fusion/prior_training.py). Day d before the scenario is site-
 Part of the simulator: the outcomes come from the ground truth, which stays here.
 """
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 import hashlib
 import json
@@ -37,7 +39,8 @@ from customs_lab.simulation.scenario import (
 
 KINDS = ('container', 'parcel', 'passenger')
 DEFAULT_HISTORY = {
-    'days': 90, 'targeted_rate': 0.02, 'random_rate': 0.01, 'inspection_sensitivity': 0.9,
+    'days': 90, 'scale': 1, 'targeted_rate': 0.02, 'random_rate': 0.01,
+    'inspection_sensitivity': 0.9,
     'legacy_rules': {'origins': [], 'hs_chapters': [], 'trader_flag_days': 30},
 }
 
@@ -118,6 +121,32 @@ def hash_fraction(text: str) -> float:
     return uuid.uuid5(RESULT_NAMESPACE, text).int / 2.0**128
 
 
+def history_tag(scenario: Scenario) -> str:
+    """Return the 6 hex digits that start (after 'H') the history's declaration numbers."""
+    blob = json.dumps([scenario.seed, scenario.spec], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:6]
+
+
+def history_size(scenario: Scenario, days: int | None = None) -> int:
+    """Return how many declarations generate_history(scenario, days) draws."""
+    config = history_config(scenario, days)
+    per_day = sum(int(scenario.spec.get(k + 's', {}).get('count', 0)) for k in KINDS)
+    return config['days'] * per_day * config['scale']
+
+
+def ensure_history(database, scenario: Scenario, days: int | None = None) -> tuple[int, int]:
+    """Write the scenario's history to the database unless it is all there already.
+
+    Returns (declarations in the history, records newly written). The check is a count of the
+    history's declaration numbers, so a second run on the same database costs one query.
+    """
+    size = history_size(scenario, days)
+    if database.count_declarations(f'H{history_tag(scenario)}-') == size:
+        return size, 0
+    history = generate_history(scenario, days)
+    return len(history), seed_database(database, history)
+
+
 def seed_database(database, history, batch: int = 2000) -> int:
     """Write the history's records to a ClearanceDatabase; return how many were new."""
     records, new = clearance_records(history), 0
@@ -135,6 +164,8 @@ def history_config(scenario: Scenario, days: int | None = None) -> dict:
         config['days'] = days
     if not isinstance(config['days'], int) or config['days'] < 1:
         raise ValueError(f'history.days must be a positive integer: {config["days"]!r}')
+    if not isinstance(config['scale'], int) or config['scale'] < 1:
+        raise ValueError(f'history.scale must be a positive integer: {config["scale"]!r}')
     for key in ('targeted_rate', 'random_rate'):
         if not 0.0 <= float(config[key]) <= 1.0:
             raise ValueError(f'history.{key} must be in [0, 1]: {config[key]!r}')
@@ -158,15 +189,20 @@ def generate_history(scenario: Scenario, days: int | None = None) -> list[Histor
     watch_origins, watch_chapters = set(rules['origins']), {str(c) for c in rules['hs_chapters']}
     population = make_population(scenario)
     rng = np.random.default_rng([scenario.seed, HISTORY_STREAM])
+    day_spec = copy.deepcopy(scenario.spec)  # a past day: `scale` times the scenario's traffic
+    for kind in KINDS:
+        if kind + 's' in day_spec:
+            day_spec[kind + 's']['count'] = int(day_spec[kind + 's'].get('count', 0)) * int(
+                config['scale'])
+    past = dataclasses.replace(scenario, spec=day_spec)
     last_seizure = {}  # party id -> day of its last seizure
     history = []
     # declaration numbers unique to this scenario's traders: histories of several scenarios
     # can share one database without one scenario's number amending another's declaration
-    tag = hashlib.sha256(json.dumps([scenario.seed, scenario.spec], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:6]
+    tag = history_tag(scenario)
     for day in range(config['days'], 0, -1):
         prefixes = {k: f'H{tag}-{day:03d}-{k[:3].upper()}-' for k in KINDS}
-        traffic = draw_day(scenario, population, rng, prefixes)
+        traffic = draw_day(past, population, rng, prefixes)
         selection = [''] * len(traffic)
         for kind in KINDS:
             index = [i for i, s in enumerate(traffic) if s.subject.kind.name.lower() == kind]

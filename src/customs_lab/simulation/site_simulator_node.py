@@ -6,9 +6,22 @@ declaration on /clearance/declarations before it arrives, moves subjects through
 and plays each portal's firmware on a pseudo-terminal (the driver reads it with pyserial).
 Ground truth goes to /simulation/ground_truth, for the evaluator only; /simulation/status tells
 everyone how far the scenario is and when it has finished.
+
+The site's past and its officers are simulated too:
+- Before sim time starts, the scenario's history (simulation/history.py: past declarations and
+  what the legacy targeting's inspections found) is written to the clearance database as legacy
+  records, and the declaration prior is fitted from that database into the model file the
+  fusion node loads (what analysts do with `customs-lab risk fit` on a real site). The fit reads
+  the database only: declarations and inspection results, no ground truth.
+- Officers: every decision that sends a subject to an inspection (X-ray, robot, physical, hold)
+  is inspected `inspection_delay` s later. The officer finds each contraband item that is really
+  there with probability `inspection_sensitivity` (the scenario's history value) and records the
+  result through /clearance/record_inspection; the bridge stores it and publishes it to fusion.
 """
 
 import pathlib
+import time
+import uuid
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from geometry_msgs.msg import Point
@@ -22,10 +35,16 @@ from customs_interfaces.msg import (
     DeclaredItem,
     GroundTruthItem,
     GroundTruthSubject,
+    InspectionResult,
+    RiskDecision,
     ScenarioStatus,
 )
+from customs_interfaces.srv import RecordInspection
+from customs_lab.clearance.database import ClearanceDatabase, sqlite_url
 from customs_lab.common.data_dir import data_dir
 from customs_lab.common.node_support import (
+    DECISIONS_QOS,
+    DECISIONS_TOPIC,
     DECLARATIONS_TOPIC,
     GROUND_TRUTH_TOPIC,
     LATCHED,
@@ -33,14 +52,20 @@ from customs_lab.common.node_support import (
     SCENARIO_STATUS_TOPIC,
     Diagnostics,
     declare,
+    msg_to_subject,
     run_node,
     seconds_to_time_msg,
     subject_to_msg,
+    uuid_to_msg,
 )
+from customs_lab.fusion.prior_training import MODEL_FILE, fit_from_database, save_model
+from customs_lab.simulation.history import ensure_history, history_config
 from customs_lab.simulation.portal_lane import PortalLane
 from customs_lab.simulation.rpm_firmware import RpmFirmware
 from customs_lab.simulation.scenario import Scenario, generate_traffic
 from customs_lab.site.layout import load_site
+
+INSPECTION_STREAM = 4  # the officers' random stream (scenario.py numbers the others)
 
 
 def resolve_config(value: str, subdir: str, suffix: str = '.yaml') -> pathlib.Path:
@@ -105,10 +130,30 @@ class SiteSimulator(Node):
         self.data_dir = data_dir(
             declare(self, 'data_dir', '', 'Data directory (empty: $CUSTOMS_LAB_DATA_DIR or XDG)')
         )
+        database_url = declare(
+            self, 'database_url', '',
+            'Clearance database for the simulated history ("": SQLite <data_dir>/clearance.db)')
+        history_days = declare(
+            self, 'history_days', -1,
+            'Days of history written to the database before the start (-1: as the scenario '
+            'says, 0: none)', minimum=-1, maximum=3650)
+        prior_model = declare(
+            self, 'prior_model', '',
+            f'Model file the fitted declaration prior goes to ("": <data_dir>/{MODEL_FILE})')
+        self.inspection_delay = declare(
+            self, 'inspection_delay', 120.0,
+            'Sim s from a decision to inspect until the officer records the result',
+            minimum=0.0, maximum=86400.0)
 
         self.scenario = Scenario.load(resolve_config(scenario_name, 'scenarios'))
         self.site = load_site(resolve_config(site_file, '', '.yaml'))
         self.traffic = generate_traffic(self.scenario)
+        self.sensitivity = float(history_config(self.scenario)['inspection_sensitivity'])
+        if history_days:
+            self._prepare_history(
+                database_url or sqlite_url(self.data_dir / 'clearance.db'),
+                None if history_days < 0 else history_days,
+                pathlib.Path(prior_model or self.data_dir / MODEL_FILE))
         rng = np.random.default_rng(self.scenario.seed + 1)
         self.lanes, self.firmware = {}, {}
         for name, spec in self.site.portals.items():
@@ -131,6 +176,13 @@ class SiteSimulator(Node):
         self.truth_pub = self.create_publisher(GroundTruthSubject, GROUND_TRUTH_TOPIC, LATCHED_ALL)
         self.status_pub = self.create_publisher(ScenarioStatus, SCENARIO_STATUS_TOPIC, LATCHED)
         self.diagnostics = Diagnostics(self)
+        self.by_key = {s.subject.key: s for s in self.traffic}
+        self.officer_rng = np.random.default_rng([self.scenario.seed, INSPECTION_STREAM])
+        self.inspected = set()  # subject keys an officer has inspected or will
+        self.inspections = []  # (due sim s, request) in due order
+        self.inspection_counts = {'recorded': 0, 'refused': 0, 'unmatched': 0}
+        self.record_client = self.create_client(RecordInspection, '/clearance/record_inspection')
+        self.create_subscription(RiskDecision, DECISIONS_TOPIC, self._on_decision, DECISIONS_QOS)
 
         self.t = 0.0
         self.ticks = 0
@@ -147,6 +199,81 @@ class SiteSimulator(Node):
             f'subjects over {self.scenario.duration:.0f} s sim time at {self.rate:g}x real time'
         )
         self._start_timer = self.create_timer(start_delay, self._start, clock=self._wall)
+
+    def _prepare_history(self, url: str, days, model_path: pathlib.Path):
+        """Write the scenario's history to the database, then fit the prior from the database."""
+        started = time.monotonic()
+        for attempt in range(5):  # the bridge may be migrating the same database right now
+            database = ClearanceDatabase(url, actor='site_simulator')
+            try:
+                database.migrate()
+                size, new = ensure_history(database, self.scenario, days)
+                break
+            except Exception as error:  # noqa: BLE001 - retried, then raised
+                if attempt == 4:
+                    raise
+                self.get_logger().warn(f'history not written yet ({error}); retrying')
+                time.sleep(1.0 + attempt)
+            finally:
+                database.dispose()
+        self.get_logger().info(
+            f'history: {size} past declarations in {database.engine.url!r} ({new} records '
+            f'written, {time.monotonic() - started:.1f} s)')
+        try:  # what `customs-lab risk fit` does on a real site
+            model = fit_from_database(database, self.sensitivity)
+        except ValueError as error:
+            self.get_logger().error(f'declaration prior not fitted ({error}): fusion will use '
+                                    'base rates')
+            return
+        finally:
+            database.dispose()
+        save_model(model, model_path, source=f'{database.engine.url!r} (simulated history)')
+        self.get_logger().info(f'declaration prior {model.version} -> {model_path}')
+
+    def _on_decision(self, msg: RiskDecision):
+        """Schedule an officer's inspection of a subject sent to inspection (once per subject)."""
+        if not msg.selection:
+            return
+        key = msg_to_subject(msg.subject).key
+        if key in self.inspected:
+            return
+        self.inspected.add(key)
+        sim = self.by_key.get(key)
+        if sim is None:  # a misread id: the officer cannot match the paperwork
+            self.inspection_counts['unmatched'] += 1
+            return
+        found = sorted({t.category for t in sim.truth
+                        if t.contraband and self.officer_rng.random() < self.sensitivity})
+        result = InspectionResult(
+            subject=subject_to_msg(sim.subject), declaration_id=sim.declaration_id,
+            decision_id=msg.decision_id, officer_id=f'officer-{len(self.inspected) % 7 + 1:02d}',
+            action=msg.recommended_action, selection=msg.selection,
+            outcome='seizure' if found else 'no_finding', categories=found,
+            findings=f'found {", ".join(found)}' if found else 'nothing irregular')
+        result.result_id = uuid_to_msg(uuid.uuid5(uuid.NAMESPACE_URL, f'inspection/{key}'))
+        due = self.t + self.inspection_delay
+        result.header.stamp = seconds_to_time_msg(due)
+        self.inspections.append((due, result))
+
+    def _record_due_inspections(self, everything=False):
+        """Send the inspections that are due (all of them when the scenario ends)."""
+        while self.inspections and (everything or self.inspections[0][0] <= self.t):
+            if not self.record_client.service_is_ready():
+                return  # the bridge is not up (yet): try again next tick
+            _, result = self.inspections.pop(0)
+            future = self.record_client.call_async(RecordInspection.Request(result=result))
+            future.add_done_callback(self._on_recorded)
+
+    def _on_recorded(self, future):
+        try:
+            reply = future.result()
+        except Exception as error:  # noqa: BLE001 - reported, counted
+            self.get_logger().warn(f'inspection result not recorded: {error}')
+            self.inspection_counts['refused'] += 1
+            return
+        self.inspection_counts['recorded' if reply.accepted else 'refused'] += 1
+        if not reply.accepted:
+            self.get_logger().warn(f'inspection result refused: {reply.message}')
 
     def _start(self):
         self._start_timer.cancel()
@@ -179,6 +306,7 @@ class SiteSimulator(Node):
                 firmware.send_status(ticks_ms)
             if lane.busy:
                 self._last_leave = self.t
+        self._record_due_inspections(everything=self.finished)
         if self.ticks % round(1.0 / self.step) == 0:
             self._publish_status()
             self._update_diagnostics()
@@ -219,6 +347,11 @@ class SiteSimulator(Node):
             level,
             f'sim time {self.t:.1f} s at {speed:.1f}x (asked {self.rate:g}x)',
             {'sim_time': f'{self.t:.1f}', 'speed': f'{speed:.2f}'},
+        )
+        self.diagnostics.update(
+            'site_simulator: officers', 'simulation', Diagnostics.OK,
+            f'{len(self.inspected)} subjects sent to inspection, {len(self.inspections)} waiting',
+            {**self.inspection_counts, 'waiting': len(self.inspections)},
         )
         for name, firmware in self.firmware.items():
             level = Diagnostics.OK if firmware.dropped_lines == 0 else Diagnostics.WARN
