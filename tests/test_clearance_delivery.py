@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from customs_lab.clearance.database import ClearanceDatabase
 from customs_lab.clearance.delivery import Delivery
-from customs_lab.clearance.outbox import Outbox
+from customs_lab.clearance.outbox import GroupCommitter, Outbox
 from customs_lab.clearance.records import DecisionRecord
 from customs_lab.clearance.schema import audit_log
 
@@ -138,24 +138,37 @@ def test_duplicates_and_late_redeliveries_are_stored_once(tmp_path, database_url
     database.dispose()
 
 
-def test_a_database_outage_during_a_stream_loses_nothing(tmp_path):
+@pytest.mark.parametrize('group_commit', [True, False], ids=['group-commit', 'commit-each'])
+def test_a_database_outage_during_a_stream_loses_nothing(tmp_path, group_commit):
     server = ThrowawayPostgres()  # its own server: this test stops it
     try:
         url = fresh_database(server.url())
         outbox = Outbox(tmp_path / 'outbox.db')
         database = ClearanceDatabase(url)
         delivery = Delivery(outbox, database, batch_size=50, max_retry_delay=0.4)
+        # the bridge's path: records handed to a group committer that wakes the writer
+        committer = GroupCommitter(outbox, on_committed=lambda _last: delivery.wake.set())
         stop = threading.Event()
         writer = threading.Thread(target=delivery.run, args=(stop, 0.05))
         writer.start()
         total = 3000
         for n in range(total):
-            delivery.accept(decision(n))
+            record = decision(n)
+            if group_commit:
+                committer.submit(record.KIND, record.key, record.subject_key, record.to_payload())
+            else:
+                delivery.accept(record)
             if n == 1000:
+                committer.flush()
                 server.stop('immediate')  # like a crash of the database host
             if n == 2000:
+                committer.flush()
+                noticed = time.monotonic() + 10
+                while not delivery.stats.failures and time.monotonic() < noticed:
+                    time.sleep(0.01)
                 assert delivery.stats.failures > 0  # it noticed, and kept everything
                 server.start()
+        committer.close()
         deadline = time.monotonic() + 60
         while len(outbox) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -174,7 +187,7 @@ WRITER = textwrap.dedent("""
     import sys, threading
     from customs_lab.clearance.database import ClearanceDatabase
     from customs_lab.clearance.delivery import Delivery
-    from customs_lab.clearance.outbox import Outbox
+    from customs_lab.clearance.outbox import GroupCommitter, Outbox
     outbox_path, url = sys.argv[1], sys.argv[2]
     delivery = Delivery(Outbox(outbox_path), ClearanceDatabase(url), batch_size=20)
     delivery.run(threading.Event(), idle_wait=0.05)

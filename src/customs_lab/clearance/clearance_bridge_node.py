@@ -4,22 +4,33 @@ In: /decisions and /clearance/declarations (topics), /clearance/record_inspectio
 officers' terminals). Out: /clearance/inspection_results once stored, /clearance/get_declaration
 (service, for fusion), /diagnostics.
 
-Nothing is lost: every record is first committed to a local durable outbox (clearance/outbox.py)
-by the subscription or service callback, and a writer thread (clearance/delivery.py) moves it to
-the database in order, in batches, with idempotent writes keyed by record id, retrying with
-back-off while the database is away. A crash at any point (even SIGKILL) leaves undelivered
-records in the outbox; the restarted bridge drains it first. Messages published while the bridge
-was down come again from the publishers' transient-local history (keep last 1000) and are stored
-once. Records the database refuses for their content are kept aside in the outbox's `rejected`
-table and reported as an ERROR on /diagnostics.
+Nothing is lost: every record is first committed to a local durable outbox (clearance/outbox.py),
+and a writer thread (clearance/delivery.py) moves it to the database in order, in batches, with
+idempotent writes keyed by record id, retrying with back-off while the database is away. The
+callbacks hand records to the outbox's group committer (outbox.GroupCommitter, a thread): it
+commits everything that waits in one transaction (one fsync at synchronous=FULL), in arrival
+order, then wakes the writer; a record arriving alone is committed alone at once (no timer).
+A record counts as accepted once its group is committed: /clearance/record_inspection answers
+`accepted` only then. A crash at any point (even SIGKILL) leaves undelivered records in the
+outbox; the restarted bridge drains it first. What a SIGKILL or power cut can catch received but
+not yet committed is the group in its commit and what queued behind it: while the committer keeps
+up, the messages of one commit (a few ms); like messages published while the bridge was down,
+they come again from the publishers' transient-local history (keep last 1000) and are stored
+once. A failed outbox commit is logged at once and reported as an ERROR on /diagnostics; the next
+message's callback raises it (which ends the bridge, as a failed commit in the callback always
+did), and record_inspection answers `accepted: false`. A clean stop (deactivate, shutdown,
+Ctrl-C) commits everything received before the outbox closes. Records the database refuses for
+their content are kept aside in the outbox's `rejected` table and reported as an ERROR on
+/diagnostics.
 
 The bridge keeps wall time (rows carry the site-clock stamps of their messages and a wall-clock
 `stored_at`), so it does not follow /clock: waking a lifecycle node's executor for every /clock
 tick cost half a core at rate 20 (benchmarks/bench_site.py).
 
-Lifecycle: configure (open the outbox, check the URL), activate (subscribe, serve, start the
-writer; the schema is migrated at the first contact with the database), deactivate (stop taking
-messages, deliver what waits for up to drain_timeout s), cleanup (close).
+Lifecycle: configure (open the outbox, check the URL), activate (start the committer and the
+writer, subscribe, serve; the schema is migrated at the first contact with the database),
+deactivate (stop taking messages, commit everything received to the outbox, deliver what waits
+for up to drain_timeout s), cleanup (close).
 """
 
 import threading
@@ -33,7 +44,7 @@ from customs_interfaces.msg import Declaration, DeclaredItem, InspectionResult, 
 from customs_interfaces.srv import GetDeclaration, RecordInspection
 from customs_lab.clearance.database import ClearanceDatabase, sqlite_url
 from customs_lab.clearance.delivery import Delivery
-from customs_lab.clearance.outbox import Outbox
+from customs_lab.clearance.outbox import GroupCommitter, Outbox, OutboxError
 from customs_lab.clearance.records import (
     DecisionRecord,
     DeclarationRecord,
@@ -99,6 +110,7 @@ def decision_record(msg: RiskDecision) -> DecisionRecord:
             }
             for c in msg.contributions
         ),
+        selection=msg.selection,
     )
 
 
@@ -145,6 +157,7 @@ def inspection_record(msg: InspectionResult, result_id: uuid.UUID) -> Inspection
         categories=tuple(msg.categories),
         findings=msg.findings,
         inspected_at=time_msg_to_seconds(msg.header.stamp),
+        selection=msg.selection,
     )
     record.check()
     return record
@@ -164,6 +177,7 @@ def inspection_msg(record: InspectionRecord) -> InspectionResult:
         outcome=record.outcome,
         categories=list(record.categories),
         findings=record.findings,
+        selection=record.selection,
     )
     msg.header.stamp = seconds_to_time_msg(record.inspected_at)
     return msg
@@ -220,6 +234,14 @@ class ClearanceBridge(LifecycleNode):
             'FULL: an accepted record survives power loss; NORMAL: a process crash only (faster)',
         )
         declare(
+            self,
+            'outbox_max_group',
+            500,
+            'Most records per outbox commit (group commit; smaller groups when the load is low)',
+            minimum=1,
+            maximum=10_000,
+        )
+        declare(
             self, 'batch_size', 500, 'Records per database transaction', minimum=1, maximum=100_000
         )
         declare(
@@ -242,6 +264,7 @@ class ClearanceBridge(LifecycleNode):
         self.outbox = None
         self.database = None
         self.delivery = None
+        self.committer = None  # outbox GroupCommitter while active
         self.diagnostics = Diagnostics(self)
         self._worker = None
         self._stop = threading.Event()
@@ -279,7 +302,14 @@ class ClearanceBridge(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        """Start the writer, subscribe and serve."""
+        """Start the committer and the writer, subscribe and serve."""
+        self.committer = GroupCommitter(
+            self.outbox,
+            max_group=self.get_parameter('outbox_max_group').value,
+            on_committed=lambda _last: self.delivery.wake.set(),
+            log=self._log,
+            name='clearance_outbox',
+        )
         self._stop.clear()
         self._worker = threading.Thread(
             target=self.delivery.run, args=(self._stop,), name='clearance_writer', daemon=True
@@ -311,7 +341,7 @@ class ClearanceBridge(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        """Stop taking messages and deliver what waits."""
+        """Stop taking messages, commit what was received, deliver what waits."""
         self._close_endpoints()
         self._stop_worker()
         return super().on_deactivate(state)
@@ -342,7 +372,18 @@ class ClearanceBridge(LifecycleNode):
                 self.destroy_subscription(endpoint)
         self._endpoints = []
 
+    def _stop_committer(self):
+        """Commit every record received to the outbox, then stop the committer (before close)."""
+        if self.committer is None:
+            return
+        committer, self.committer = self.committer, None
+        try:
+            committer.close()
+        except OutboxError as error:
+            self.get_logger().error(f'records received were not kept in the outbox: {error}')
+
     def _stop_worker(self):
+        self._stop_committer()  # first: what it commits is delivered below
         if self._worker is None:
             return
         self._stop.set()
@@ -357,6 +398,7 @@ class ClearanceBridge(LifecycleNode):
             )
 
     def _close(self):
+        self._stop_committer()
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = None
@@ -367,7 +409,11 @@ class ClearanceBridge(LifecycleNode):
     # ---- records in ---------------------------------------------------------------------------
 
     def _accept(self, msg, convert):
-        """Commit a message's record to the outbox (durable), then wake the writer."""
+        """Convert a message and hand its record to the outbox committer; return the record.
+
+        Returns before the commit (the committer commits it with the records arriving at the same
+        time, then wakes the writer). Raises OutboxError if the outbox cannot be written.
+        """
         try:
             record = convert(msg)
             record.check()
@@ -375,8 +421,24 @@ class ClearanceBridge(LifecycleNode):
             self.refused += 1
             self.get_logger().error(f'{type(msg).__name__} refused: {error}')
             return None
-        self.delivery.accept(record)
+        self._keep(record)
         return record
+
+    def _keep(self, record, durable: bool = False):
+        """Hand a record to the outbox committer; if `durable`, return once it is committed."""
+        ticket = self.committer.submit(
+            record.KIND, record.key, record.subject_key, record.to_payload()
+        )
+        if durable:
+            self.committer.wait(ticket)
+
+    def _flush(self):
+        """Wait until every record received is committed (a failure is reported elsewhere)."""
+        try:
+            if self.committer is not None:
+                self.committer.flush()
+        except OutboxError:
+            pass  # logged when it happened, on /diagnostics; the outbox still has what it had
 
     def _record_inspection(self, request, response):
         result_id = msg_to_uuid(request.result.result_id)
@@ -390,7 +452,12 @@ class ClearanceBridge(LifecycleNode):
             response.accepted, response.message = False, str(error)
             self.get_logger().warn(f'inspection result refused: {error}')
             return response
-        self.delivery.accept(record)
+        try:
+            self._keep(record, durable=True)  # the answer promises a committed record
+        except OutboxError as error:
+            response.accepted, response.message = False, f'not kept: {error}'
+            self.get_logger().error(f'inspection result not kept: {error}')
+            return response
         response.accepted, response.message = True, 'kept; stored in the clearance database soon'
         return response
 
@@ -402,6 +469,7 @@ class ClearanceBridge(LifecycleNode):
         except sqlalchemy.exc.SQLAlchemyError as error:
             response.message = f'database unavailable ({type(error).__name__}); '
         if record is None:
+            self._flush()  # a declaration received a moment ago is in the outbox, not in a queue
             payload = self.outbox.find(DeclarationRecord.KIND, subject.key)
             if payload is not None:
                 record, source = record_from_payload(DeclarationRecord.KIND, payload), 'outbox'
@@ -431,7 +499,14 @@ class ClearanceBridge(LifecycleNode):
             return
         stats = self.delivery.stats
         waiting = len(self.outbox) if self.outbox is not None else 0
-        if stats.last_error:
+        committer = self.committer
+        commit_error = committer.error if committer is not None else None
+        if commit_error is not None:
+            level, message = (
+                Diagnostics.ERROR,
+                f'outbox commit failed, records received are not kept: {commit_error}',
+            )
+        elif stats.last_error:
             level, message = (
                 Diagnostics.ERROR,
                 (
@@ -460,6 +535,8 @@ class ClearanceBridge(LifecycleNode):
             'failed_attempts': stats.failures,
             'refused_messages': self.refused,
             'outbox': waiting,
+            'outbox_commits': committer.stats.groups if committer is not None else 0,
+            'outbox_largest_group': committer.stats.largest if committer is not None else 0,
             'database': repr(self.database.engine.url) if self.database else '',
         }
         self.diagnostics.update('clearance_bridge', 'clearance_db', level, message, values)
