@@ -14,23 +14,17 @@ import pathlib
 import numpy as np
 import pytest
 
-from customs_lab.fusion.declaration_prior import DeclarationFeatures, DeclarationPrior
-from customs_lab.simulation.history import generate_history, history_config, training_records
+from customs_lab.fusion.declaration_prior import DeclarationPrior
+from customs_lab.simulation.history import (
+    declared_features,
+    generate_history,
+    history_config,
+    training_records,
+)
 from customs_lab.simulation.scenario import Scenario, generate_traffic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HELD_OUT_DAYS = 30
-
-
-def features(sim) -> DeclarationFeatures:
-    """Return what a clearance system would hand the prior for a simulated declaration."""
-    line = sim.declared[0] if sim.declared else None
-    return DeclarationFeatures(
-        subject_kind=sim.subject.kind.name.lower(), hs_code=line.hs_code if line else '',
-        origin_country=sim.origin_country, declarant_id=sim.declarant_id,
-        consignee_id=sim.consignee_id, quantity=line.quantity if line else 0,
-        net_mass=line.net_mass if line else 0.0, gross_mass=sim.gross_mass,
-        declared_value=line.value if line else 0.0, currency=line.currency if line else 'USD')
 
 
 @pytest.fixture(scope='module')
@@ -46,7 +40,7 @@ def world():
     # the same traders (same seed), the day's random stream: never seen by the fit
     held_out = generate_traffic(Scenario(scenario.name, scenario.seed, scenario.duration,
                                          scenario.declaration_lead, scenario.eta_error, spec))
-    estimates = [model.log_odds(features(s)) for s in held_out]
+    estimates = [model.log_odds(declared_features(s)) for s in held_out]
     return scenario, history, model, held_out, estimates
 
 
@@ -156,7 +150,7 @@ def test_serialisation_round_trip_gives_identical_outputs(world):
     restored = DeclarationPrior.from_dict(json.loads(json.dumps(model.to_dict())))
     assert restored.version == model.version
     for sim, estimate in list(zip(held_out, estimates, strict=True))[::37]:
-        assert restored.log_odds(features(sim)) == estimate
+        assert restored.log_odds(declared_features(sim)) == estimate
     with pytest.raises(ValueError, match='not a declaration prior'):
         DeclarationPrior.from_dict({'format': 'something else'})
 

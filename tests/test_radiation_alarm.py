@@ -344,3 +344,54 @@ def test_unlearned_background_still_gives_a_result():
     assert result.alarm and result.threshold == 1
     assert math.isfinite(result.log_likelihood_ratio)
     assert not estimator.ready
+
+
+def test_portal_alarm_learns_the_background_then_tests_each_passage():
+    from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
+
+    rng = np.random.default_rng(11)
+    portal = PortalAlarm(PortalAlarmParameters(background_min_live_time=5.0))
+    seq, t = 0, 0.0
+
+    def frames(n, occupied, subject='', excess=0.0):
+        nonlocal seq, t
+        verdicts = []
+        for _ in range(n):
+            t += FRAME
+            counts = rng.poisson((PANEL_RATES + excess) * FRAME)
+            verdict = portal.feed(t, seq, counts, FRAME, occupied, subject if occupied else '')
+            seq += 1
+            if verdict is not None:
+                verdicts.append(verdict)
+        return verdicts
+
+    assert frames(20, False) == []
+    early = frames(30, True, 'MSCU1234565') + frames(1, False)  # background not learned yet
+    assert len(early) == 1 and not early[0].background_ready
+    assert early[0].log_likelihood_ratio == 0.0 and not early[0].alarm
+    assert early[0].explanation.startswith('background not yet learned')
+    frames(300, False)  # 30 s of empty lane (the first 5 s are the hold-off)
+    clean = frames(30, True, 'MSCU1234565') + frames(1, False)
+    hot = frames(30, True, 'TGHU7654328', excess=3000.0) + frames(1, False)
+    assert clean[0].passage.subject_id == 'MSCU1234565' and not clean[0].alarm
+    assert hot[0].passage.subject_id == 'TGHU7654328' and hot[0].alarm
+    assert hot[0].log_likelihood_ratio > 20.0 > clean[0].log_likelihood_ratio
+    assert hot[0].explanation.startswith('ALARM: gross gamma')
+    assert portal.stats == {'passages': 3, 'alarms': 1, 'not_ready': 1}
+
+
+def test_portal_alarm_parameters_are_checked_and_background_changes_rebuild():
+    from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
+
+    with pytest.raises(ValueError, match='unknown rpm_alarm parameters'):
+        PortalAlarmParameters.from_dict({'windw': 2.0})
+    with pytest.raises(ValueError, match='excess_prior_min'):
+        PortalAlarm(PortalAlarmParameters(excess_prior_min=5e5))
+    portal = PortalAlarm()
+    assert portal.ensure_tracker(4) and not portal.ensure_tracker(4)
+    assert portal.ensure_tracker(2)  # another channel count: a new background
+    portal.configure(PortalAlarmParameters(window=2.0))
+    assert portal.config.window == 2.0 and not portal.ensure_tracker(2)
+    portal.configure(PortalAlarmParameters(background_time_constant=30.0), rebuild=True)
+    assert portal.ensure_tracker(2)
+    assert portal.tracker.background.time_constant == 30.0

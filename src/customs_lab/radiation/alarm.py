@@ -370,3 +370,22 @@ def evaluate_passage(counts, live_times, background_rate, background_rate_std, c
         window_frames=frames,
         window_live_time=float(window_live[best]),
     )
+
+
+def explain(result: AlarmResult, background_ready: bool) -> str:
+    """Return the officer's one-line explanation of a passage's alarm result."""
+    if not background_ready:
+        return 'background not yet learned: no radiation evidence for this passage'
+    verdict = 'ALARM' if result.alarm else 'no alarm'
+    ratio = (
+        result.max_window_counts / result.expected_window_counts
+        if result.expected_window_counts > 0
+        else float('inf')
+    )
+    return (
+        f'{verdict}: gross gamma {ratio:.2f}x background in the strongest '
+        f'{result.n_windows}-window passage ({result.max_window_counts} counts vs '
+        f'{result.expected_window_counts:.0f} expected, {result.significance:.1f} sigma; '
+        f'threshold {result.threshold} at false-alarm probability '
+        f'{result.false_alarm_probability:g} per passage)'
+    )

@@ -8,6 +8,7 @@ probability) and its Bayes factor becomes the Evidence's log-likelihood ratio, p
 refused by the on-set callback.
 """
 
+from dataclasses import fields
 import uuid
 
 from rcl_interfaces.msg import SetParametersResult
@@ -23,27 +24,7 @@ from customs_lab.common.node_support import (
     time_msg_to_seconds,
     uuid_to_msg,
 )
-from customs_lab.radiation import alarm
-from customs_lab.radiation.passage import PassageTracker
-
-
-def explain(result, background_ready: bool) -> str:
-    """Return the officer's one-line explanation of an alarm result."""
-    if not background_ready:
-        return 'background not yet learned: no radiation evidence for this passage'
-    verdict = 'ALARM' if result.alarm else 'no alarm'
-    ratio = (
-        result.max_window_counts / result.expected_window_counts
-        if result.expected_window_counts > 0
-        else float('inf')
-    )
-    return (
-        f'{verdict}: gross gamma {ratio:.2f}x background in the strongest '
-        f'{result.n_windows}-window passage ({result.max_window_counts} counts vs '
-        f'{result.expected_window_counts:.0f} expected, {result.significance:.1f} sigma; '
-        f'threshold {result.threshold} at false-alarm probability '
-        f'{result.false_alarm_probability:g} per passage)'
-    )
+from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
 
 
 class RpmAlarm(Node):
@@ -51,10 +32,11 @@ class RpmAlarm(Node):
 
     def __init__(self, **kwargs):
         super().__init__('rpm_alarm', **kwargs)
+        defaults = PortalAlarmParameters()
         declare(
             self,
             'window',
-            1.0,
+            defaults.window,
             'Sliding window summed by the gross-count test, s',
             minimum=0.05,
             maximum=60.0,
@@ -62,7 +44,7 @@ class RpmAlarm(Node):
         declare(
             self,
             'false_alarm_probability',
-            1e-3,
+            defaults.false_alarm_probability,
             'Stated false-alarm probability per passage',
             minimum=1e-9,
             maximum=0.5,
@@ -70,7 +52,7 @@ class RpmAlarm(Node):
         declare(
             self,
             'excess_prior_min',
-            50.0,
+            defaults.excess_prior_min,
             'Weakest source excess H1 considers, cps',
             minimum=1e-3,
             maximum=1e9,
@@ -78,7 +60,7 @@ class RpmAlarm(Node):
         declare(
             self,
             'excess_prior_max',
-            2e5,
+            defaults.excess_prior_max,
             'Strongest source excess H1 considers, cps',
             minimum=1e-3,
             maximum=1e12,
@@ -86,7 +68,7 @@ class RpmAlarm(Node):
         declare(
             self,
             'background_time_constant',
-            60.0,
+            defaults.background_time_constant,
             'Memory of the background estimator, s',
             minimum=1.0,
             maximum=86400.0,
@@ -94,7 +76,7 @@ class RpmAlarm(Node):
         declare(
             self,
             'background_min_live_time',
-            10.0,
+            defaults.background_min_live_time,
             'Empty-lane live time before alarms are trusted, s',
             minimum=0.0,
             maximum=3600.0,
@@ -102,7 +84,7 @@ class RpmAlarm(Node):
         declare(
             self,
             'background_holdoff',
-            5.0,
+            defaults.background_holdoff,
             'Time after a passage before the empty lane teaches the background again, s',
             minimum=0.0,
             maximum=600.0,
@@ -110,17 +92,17 @@ class RpmAlarm(Node):
         declare(
             self,
             'background_gate_sigma',
-            5.0,
+            defaults.background_gate_sigma,
             'Empty-lane frames above background by more than this many sigma are not learned',
             minimum=1.0,
             maximum=1000.0,
         )
         self.add_on_set_parameters_callback(self._validate)
         self.add_post_set_parameters_callback(self._apply)
-        self.tracker = None
+        self.portal = None
         self._elevated_reported = 0
         self.sensor_id = ''
-        self.stats = {'passages': 0, 'alarms': 0, 'frames': 0}
+        self.frames = 0
         self._apply([])
         self.evidence_pub = self.create_publisher(Evidence, EVIDENCE_TOPIC, reliable(100))
         self.create_subscription(RadiationCounts, 'counts', self.on_counts, reliable(100))
@@ -143,77 +125,50 @@ class RpmAlarm(Node):
         return SetParametersResult(successful=True)
 
     def _apply(self, changes):
-        get = self.get_parameter
-        self.config = alarm.AlarmConfig(
-            window=get('window').value,
-            false_alarm_probability=get('false_alarm_probability').value,
-            excess_prior_min=get('excess_prior_min').value,
-            excess_prior_max=get('excess_prior_max').value,
-        )
-        if self.tracker is None or any(p.name.startswith('background_') for p in changes):
-            self._estimator_args = (
-                get('background_time_constant').value,
-                get('background_min_live_time').value,
-                get('background_holdoff').value,
-                get('background_gate_sigma').value,
-            )
-            self.tracker = None  # rebuilt on the next frame, when the channel count is known
+        parameters = PortalAlarmParameters.from_dict(
+            {f.name: self.get_parameter(f.name).value for f in fields(PortalAlarmParameters)})
+        if self.portal is None:
+            self.portal = PortalAlarm(parameters)
+        else:  # a new background estimator if its parameters changed
+            rebuild = any(p.name.startswith('background_') for p in changes)
+            self.portal.configure(parameters, rebuild=rebuild)
 
     def on_counts(self, msg: RadiationCounts):
         """Feed a frame; on a completed passage, test it and publish the evidence."""
-        self.stats['frames'] += 1
+        self.frames += 1
         self.sensor_id = msg.sensor_id
-        if self.tracker is None or self.tracker.background.n_channels != len(msg.gamma_counts):
-            time_constant, min_live, holdoff, gate_sigma = self._estimator_args
-            self.tracker = PassageTracker(
-                alarm.BackgroundEstimator(
-                    len(msg.gamma_counts), time_constant=time_constant, min_live_time=min_live
-                ),
-                holdoff=holdoff,
-                gate_sigma=gate_sigma,
-            )
+        if self.portal.ensure_tracker(len(msg.gamma_counts)):
             self._elevated_reported = 0
             self.frame_id = msg.header.frame_id
         if msg.occupied and msg.subject.id:
             self.subject = msg.subject
-            self.tracker.set_subject(msg.subject.id)
-        passage = self.tracker.feed(
-            time_msg_to_seconds(msg.header.stamp),
-            msg.sequence,
-            msg.gamma_counts,
-            msg.live_time,
-            msg.occupied,
-        )
-        if passage is not None:
-            self._evaluate(passage, msg)
-
-    def _evaluate(self, passage, msg):
-        background = self.tracker.background
-        ready = background.ready
         try:
-            result = alarm.evaluate_passage(
-                passage.counts,
-                passage.live_times,
-                background.rate(),
-                background.rate_std(),
-                self.config,
+            verdict = self.portal.feed(
+                time_msg_to_seconds(msg.header.stamp),
+                msg.sequence,
+                msg.gamma_counts,
+                msg.live_time,
+                msg.occupied,
+                msg.subject.id,
             )
         except ValueError as error:
-            self.get_logger().error(
-                f'passage {passage.first_seq}-{passage.last_seq} not evaluated: {error}'
-            )
+            self.get_logger().error(f'passage ending at frame {msg.sequence} not evaluated: '
+                                    f'{error}')
             return
-        self.stats['passages'] += 1
-        self.stats['alarms'] += int(result.alarm and ready)
+        if verdict is not None:
+            self._publish(verdict, msg)
+
+    def _publish(self, verdict, msg):
+        passage = verdict.passage
         evidence = Evidence(
             evidence_id=uuid_to_msg(uuid.uuid4()),
             sensor_id=self.sensor_id,
             source_node=self.get_fully_qualified_name(),
             kind=Evidence.KIND_RADIATION_GAMMA,
-            log_likelihood_ratio=float(result.log_likelihood_ratio) if ready else 0.0,
-            log_likelihood_ratio_std=float(result.log_likelihood_ratio_std) if ready else 0.0,
+            log_likelihood_ratio=verdict.log_likelihood_ratio,
+            log_likelihood_ratio_std=verdict.log_likelihood_ratio_std,
             correlation_group=self.sensor_id,
-            explanation=explain(result, ready),
+            explanation=verdict.explanation,
             raw_data_uri=f'rpm://{self.sensor_id}/frames/{passage.first_seq}-{passage.last_seq}',
         )
         evidence.header.stamp = msg.header.stamp
@@ -228,7 +183,8 @@ class RpmAlarm(Node):
         self.get_logger().info(f'{passage.subject_id or "(unread)"}: {evidence.explanation}')
 
     def _report(self):
-        if self.tracker is None:
+        tracker = self.portal.tracker
+        if tracker is None:
             self.diagnostics.update(
                 f'rpm_alarm: {self.sensor_id or self.get_namespace()}',
                 self.sensor_id,
@@ -236,29 +192,31 @@ class RpmAlarm(Node):
                 'no frames yet',
             )
             return
-        background = self.tracker.background
+        background = tracker.background
         level = (
             Diagnostics.OK
-            if background.ready and not self.tracker.rejected_frames
+            if background.ready and not tracker.rejected_frames
             else Diagnostics.WARN
         )
         message = 'background learned' if background.ready else 'learning background'
-        if self.tracker.elevated_frames > self._elevated_reported:
+        if tracker.elevated_frames > self._elevated_reported:
             level = Diagnostics.WARN
             message += (
                 f'; count rate above background with the lane empty '
-                f'({self.tracker.elevated_frames - self._elevated_reported} frames in the last '
+                f'({tracker.elevated_frames - self._elevated_reported} frames in the last '
                 'report: a source near the portal?)'
             )
-        self._elevated_reported = self.tracker.elevated_frames
-        if self.tracker.rejected_frames:
+        self._elevated_reported = tracker.elevated_frames
+        if tracker.rejected_frames:
             message += (
-                f'; {self.tracker.rejected_frames} bad frames ({self.tracker.last_rejection})'
+                f'; {tracker.rejected_frames} bad frames ({tracker.last_rejection})'
             )
         values = dict(
-            self.stats,
-            elevated_empty_lane_frames=self.tracker.elevated_frames,
-            holdoff_frames=self.tracker.holdoff_frames,
+            frames=self.frames,
+            passages=self.portal.stats['passages'],
+            alarms=self.portal.stats['alarms'],
+            elevated_empty_lane_frames=tracker.elevated_frames,
+            holdoff_frames=tracker.holdoff_frames,
             background_cps=[round(float(r), 1) for r in background.rate()],
         )
         self.diagnostics.update(

@@ -82,6 +82,20 @@ class HistoricalDeclaration:
             currency=self.currency)
 
 
+def declared_features(sim) -> DeclarationFeatures:
+    """Return what the prior sees of a simulated subject's declaration (its first line).
+
+    The fusion node reads the same fields from the Declaration the bridge serves.
+    """
+    line = sim.declared[0] if sim.declared else None
+    return DeclarationFeatures(
+        subject_kind=sim.subject.kind.name.lower(), hs_code=line.hs_code if line else '',
+        origin_country=sim.origin_country, declarant_id=sim.declarant_id,
+        consignee_id=sim.consignee_id, quantity=line.quantity if line else 0,
+        net_mass=line.net_mass if line else 0.0, gross_mass=sim.gross_mass,
+        declared_value=line.value if line else 0.0, currency=line.currency if line else 'USD')
+
+
 def training_records(history) -> list[tuple[DeclarationFeatures, bool | None, str]]:
     """Return (features, outcome, selection) of every declaration, for DeclarationPrior.fit."""
     return [(h.features(), h.outcome, h.selection) for h in history]
