@@ -41,8 +41,10 @@ def binaries() -> str:
 class ThrowawayPostgres:
     """A private PostgreSQL server in a temporary directory."""
 
-    def __init__(self):
+    def __init__(self, settings: dict | None = None):
+        """Create and start a server; `settings`: extra server settings (name: value)."""
         self.bin = binaries()
+        self.settings = dict(settings or {})
         if not self.bin:
             raise RuntimeError(HOW)
         self.root = tempfile.mkdtemp(prefix='customs_lab_pg_')
@@ -84,6 +86,7 @@ class ThrowawayPostgres:
     def start(self):
         """Start the server and wait until it accepts connections."""
         options = f"-c listen_addresses='' -k {self.socket_dir} -p {self.port} -c fsync=on"
+        options += ''.join(f' -c {name}={value}' for name, value in self.settings.items())
         self._run(
             'pg_ctl',
             '-D',
