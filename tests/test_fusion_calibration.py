@@ -1,4 +1,4 @@
-"""Calibration diagnostics (reliability, Brier and its decomposition, ECE) and Platt scaling."""
+"""Calibration: diagnostics, Platt scaling and the engine's evidence calibrator."""
 
 import json
 import math
@@ -8,11 +8,13 @@ import pytest
 from scipy.optimize import minimize
 
 from customs_lab.fusion.calibration import (
+    EvidenceCalibrator,
     PlattCalibrator,
     brier_decomposition,
     brier_score,
     expected_calibration_error,
     format_reliability_table,
+    log_excess,
     log_loss,
     reliability_diagram,
     wilson_interval,
@@ -235,3 +237,44 @@ def test_bad_calibrator_input_is_named_and_changes_nothing():
         calibrator.log_odds(math.nan)
     with pytest.raises(ValueError, match='prior_std_a must be finite and > 0'):
         PlattCalibrator(prior_std_a=0.0)
+
+
+def test_evidence_calibrator_is_the_identity_until_it_learns():
+    c = EvidenceCalibrator(cap=20.0)
+    f = c.features(-4.0, [(0.5, 3.0, 'radiation.gamma'), (0.5, 500.0, 'radiation.gamma'),
+                          (1.0, -2.0, 'xray.dual_energy')])
+    assert f['radiation.gamma|capped'] == pytest.approx(0.5 * 3.0 + 0.5 * 20.0)
+    assert f['radiation.gamma|excess'] == pytest.approx(0.5 * math.log(25.0))
+    assert f['xray.dual_energy|excess'] == 0.0
+    assert c.log_odds(f) == pytest.approx(-4.0 + 11.5 - 2.0)  # prior + capped LLRs
+    assert log_excess(-200.0, 20.0) == pytest.approx(-math.log(10.0))
+    first = c.version
+    c.update(f, False)
+    assert c.version != first and c.samples == 1 and c.positives == 0
+    assert 'radiation.gamma: ' in c.describe() and 'xray.dual_energy: ' in c.describe()
+
+
+def test_evidence_calibrator_learns_each_kinds_weight_and_keeps_the_priors():
+    rng = np.random.default_rng(5)
+    c = EvidenceCalibrator(cap=20.0)
+    for _ in range(3000):  # the prior is right; the sensor's LLRs are 3x over-confident
+        prior = rng.normal(-3.0, 1.0)
+        llr = rng.normal(0.0, 3.0)
+        y = rng.random() < sigmoid(prior + llr / 3.0)
+        c.update(c.features(prior, [(1.0, llr, 'vitals.stress')]), y)
+    assert c.coefficient('prior') == pytest.approx(1.0, abs=0.15)
+    assert c.coefficient('vitals.stress|capped') == pytest.approx(1 / 3, abs=0.08)
+    assert c.coefficient('intercept') == pytest.approx(0.0, abs=0.4)
+
+
+def test_evidence_calibrator_refuses_bad_input():
+    with pytest.raises(ValueError, match='cap'):
+        EvidenceCalibrator(cap=0.0)
+    c = EvidenceCalibrator()
+    with pytest.raises(ValueError, match='non-finite'):
+        c.features(0.0, [(1.0, float('nan'), 'radiation.gamma')])
+    with pytest.raises(ValueError, match='NaN'):
+        c.update({'prior': float('inf'), 'intercept': 1.0}, True)
+    with pytest.raises(ValueError, match='unknown calibration feature'):
+        c.update({'prior': 0.0, 'radiation.gamma|scale': 1.0}, True)
+    assert c.names == ['prior', 'intercept']  # nothing half-learned

@@ -147,11 +147,44 @@ def test_calibration_starts_after_enough_results_of_both_outcomes():
     for n, raw in enumerate(scores):  # outcomes drawn from the true log-odds, deterministically
         seizure = ((n * 7919) % 1000) / 1000 < sigmoid(raw / 2)
         e.learn(f'container:S{n}', '', seizure)
-    assert e.calibrated and e.components()['calibration'].startswith('platt+')
-    assert e.calibrator.a < 1.0  # it learned that the raw scores were over-confident
+    assert e.calibrated and e.components()['calibration'].startswith('evcal+')
+    # it learned that the portal's LLRs were over-confident
+    assert e.calibrator.coefficient('radiation.gamma|capped') < 1.0
     a = e.assess(Subject(SubjectKind.CONTAINER, 'S5'), 3.0)
-    assert a.log_odds == pytest.approx(e.calibrator.log_odds(a.raw_log_odds) - math.log(0.9))
+    assert a.log_odds == pytest.approx(e.calibrator.log_odds(a.features) - math.log(0.9))
     assert any(n.startswith('calibrated') for n in a.notes)
+    # each contribution is the calibrated one, and they add up with the calibrated prior
+    c = e.calibrator
+    assert a.contributions[0].contribution == pytest.approx(
+        c.coefficient('radiation.gamma|capped') * 8.0)
+    assert a.log_odds == pytest.approx(
+        c.coefficient('prior') * a.prior_log_odds + c.coefficient('intercept')
+        + sum(x.contribution for x in a.contributions) - math.log(0.9))
+
+
+def test_calibration_tells_norm_cargo_from_sources_by_how_far_beyond_the_cap_they_are():
+    """Gross-count alarms: NORM cargo tens to hundreds of nats, real sources 10^4 and more."""
+    e = RiskEngine(EngineConfig(calibration_min_labels=100,
+                                policy=PolicyConfig(random_audit_rate=0.0)))
+    llrs = []
+    for n in range(300):
+        kind = n % 6  # 0-3 clean, 4 NORM cargo, 5 a source
+        llr = (-2.0 - 0.01 * n, -1.0, -3.0, 0.5, 30.0 * (1 + n % 7), 1e4 * (1 + n % 11))[kind]
+        llrs.append(llr)
+        subject = Subject(SubjectKind.CONTAINER, f'S{n}')
+        e.add_evidence(subject.key, gamma(f'e{n}', llr), 1.0)
+        before = e.decide(subject, 2.0).assessment
+        assert before.log_odds == before.raw_log_odds  # uncalibrated: the capped sum
+    for n in range(len(llrs)):
+        e.learn(f'container:S{n}', '', n % 6 == 5)
+    assert e.calibrated
+    norm = e.assess(Subject(SubjectKind.CONTAINER, 'S4'), 3.0)  # 150 nats of NORM
+    source = e.assess(Subject(SubjectKind.CONTAINER, 'S5'), 3.0)  # 6 * 10^4 nats
+    assert norm.raw_log_odds == source.raw_log_odds  # the cap alone cannot tell them apart
+    assert norm.posterior < 0.1 < 0.9 < source.posterior
+    assert e.calibrator.coefficient('radiation.gamma|excess') > 0.5
+    assert 'plus its calibrated excess' in ' '.join(source.notes)
+    assert 'per e-fold beyond' in ' '.join(source.notes)
 
 
 def test_bad_declaration_features_are_refused_when_a_prior_is_loaded(fitted):

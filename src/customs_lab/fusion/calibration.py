@@ -22,7 +22,9 @@ default prior trusts the score's scale (slope 1 +- 0.5) and leaves the level fre
 identified by the data and stays near 1 while the intercept learns how rare positives are.
 `update` refits online: the previous fit's Gaussian (Laplace) approximation is the prior of
 the new batch, so no past sample is stored. Bad input raises ValueError naming the problem.
-Core module: no ROS.
+
+`EvidenceCalibrator` is the risk engine's: the same kind of fit over the declaration prior and
+each evidence kind separately (its docstring). Core module: no ROS.
 """
 
 from dataclasses import dataclass
@@ -231,7 +233,8 @@ class PlattCalibrator:
         return self._update(*_samples(scores, labels, weights))
 
     def _update(self, s, y, w) -> 'PlattCalibrator':
-        self.mean, self.precision = _newton(s, y, w, self.mean, self.precision)
+        x = np.column_stack([s, np.ones_like(s)])
+        self.mean, self.precision = _newton(x, y, w, self.mean, self.precision)
         self.samples += float(w.sum())
         self.positives += float(w @ y)
         return self
@@ -277,9 +280,12 @@ def _samples(scores, labels, weights):
     return s, y, w
 
 
-def _newton(s, y, w, mean, precision, iterations=100):
-    """Return the MAP (a, b) and the Hessian there; Newton steps with backtracking."""
-    x = np.column_stack([s, np.ones_like(s)])
+def _newton(x, y, w, mean, precision, iterations=100):
+    """Return the MAP parameters of a logistic model (design matrix x) and the Hessian there.
+
+    Newton steps with backtracking on the negative log posterior (logistic likelihood, Gaussian
+    prior N(mean, precision^-1)).
+    """
 
     def objective(theta):
         z = x @ theta
@@ -301,3 +307,135 @@ def _newton(s, y, w, mean, precision, iterations=100):
             break
     q = np.exp(-np.logaddexp(0.0, -(x @ theta)))
     return theta, (x.T * (w * q * (1 - q))) @ x + precision
+
+
+def log_excess(llr: float, cap: float) -> float:
+    """Return sign(llr) * ln(|llr| / cap) beyond the cap, 0 within it (nats, e-folds)."""
+    magnitude = abs(llr)
+    return math.copysign(math.log(magnitude / cap), llr) if magnitude > cap else 0.0
+
+
+class EvidenceCalibrator:
+    """Calibrated log-odds from the prior and each evidence kind, learned from inspections.
+
+    The model (logistic, fitted by MAP like PlattCalibrator, online with the Laplace
+    approximation):
+
+        calibrated log-odds = c * prior + d + sum over evidence kinds k of
+                              a_k * (weighted LLRs of kind k, each capped at +-cap)
+                            + g_k * (their weighted log-excess beyond the cap, e-folds)
+
+    Its prior is the identity (c = a_k = 1 +- 0.5, d = 0 +- 4, g_k = 0 +- 1): before data the
+    calibrated log-odds are the raw ones (prior plus capped LLRs). What it can learn is what a
+    sensor's LLR is worth against the outcomes of inspections: a portal's gross-count Bayes
+    factor compares a source with background only, so legal NORM cargo (fertiliser, ceramics)
+    reports tens to thousands of nats; inspections that find nothing there lower a_k, and the
+    much larger excess of real sources raises g_k. The declaration prior's weight (c) is
+    learned beside them rather than shrunk with them, as one Platt map on the sum would.
+    Features are a {name: value} mapping ('prior', 'intercept', '<kind>|capped',
+    '<kind>|excess'); kinds are added as they first appear in a fit, and a kind the model has
+    not seen counts with its prior (the identity). Core module: no ROS.
+    """
+
+    PRIOR_MEAN = {'prior': 1.0, 'intercept': 0.0, 'capped': 1.0, 'excess': 0.0}
+
+    def __init__(self, cap: float = 20.0, prior_std_slope: float = 0.5,
+                 prior_std_intercept: float = 4.0, prior_std_excess: float = 1.0):
+        if not 0.0 < cap < math.inf:
+            raise ValueError(f'cap must be finite and > 0, got {cap!r}')
+        for name, value in (('prior_std_slope', prior_std_slope),
+                            ('prior_std_intercept', prior_std_intercept),
+                            ('prior_std_excess', prior_std_excess)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f'{name} must be finite and > 0, got {value!r}')
+        self.cap = float(cap)
+        self.prior_std = {'prior': prior_std_slope, 'intercept': prior_std_intercept,
+                          'capped': prior_std_slope, 'excess': prior_std_excess}
+        self.reset()
+
+    def reset(self):
+        """Forget every fit: back to the identity."""
+        self.names: list[str] = []
+        self.mean = np.zeros(0)
+        self.precision = np.zeros((0, 0))
+        self.samples, self.positives = 0.0, 0.0
+        self._ensure(['prior', 'intercept'])
+
+    @staticmethod
+    def _role(name: str) -> str:
+        return name.rsplit('|', 1)[-1]
+
+    def _ensure(self, names):
+        new = [n for n in names if n not in self.names]
+        if not new:
+            return
+        for name in new:
+            if self._role(name) not in self.PRIOR_MEAN:
+                raise ValueError(f'unknown calibration feature {name!r}')
+        size = len(self.names) + len(new)
+        precision = np.zeros((size, size))
+        precision[:len(self.names), :len(self.names)] = self.precision
+        for i, name in enumerate(new, start=len(self.names)):
+            precision[i, i] = self.prior_std[self._role(name)] ** -2.0
+        self.mean = np.concatenate([self.mean, [self.PRIOR_MEAN[self._role(n)] for n in new]])
+        self.precision = precision
+        self.names += new
+
+    def coefficient(self, name: str) -> float:
+        """Return a feature's coefficient (its prior mean if the model has not seen it)."""
+        if name in self.names:
+            return float(self.mean[self.names.index(name)])
+        return self.PRIOR_MEAN[self._role(name)]
+
+    def features(self, prior_log_odds: float, contributions) -> dict:
+        """Return the features of a subject: its prior and (weight, raw LLR, kind) items."""
+        out = {'prior': float(prior_log_odds), 'intercept': 1.0}
+        for weight, llr, kind in contributions:
+            if not math.isfinite(llr):
+                raise ValueError(f'{kind} evidence has a non-finite LLR')
+            capped = max(-self.cap, min(self.cap, llr))
+            out[f'{kind}|capped'] = out.get(f'{kind}|capped', 0.0) + weight * capped
+            out[f'{kind}|excess'] = (out.get(f'{kind}|excess', 0.0)
+                                     + weight * log_excess(llr, self.cap))
+        return out
+
+    def contribution(self, kind: str, weight: float, llr: float) -> float:
+        """Return what one item (weight, raw LLR) of `kind` adds to the calibrated log-odds."""
+        capped = max(-self.cap, min(self.cap, llr))
+        return weight * (self.coefficient(f'{kind}|capped') * capped
+                         + self.coefficient(f'{kind}|excess') * log_excess(llr, self.cap))
+
+    def log_odds(self, features: dict) -> float:
+        """Return the calibrated log-odds of a subject's features."""
+        return float(sum(self.coefficient(name) * value for name, value in features.items()))
+
+    def update(self, features: dict, label: bool, weight: float = 1.0) -> 'EvidenceCalibrator':
+        """Learn one outcome (the current fit acting as the prior)."""
+        if not all(math.isfinite(v) for v in features.values()):
+            raise ValueError('features contain NaN or infinite values')
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f'weight must be finite and > 0, got {weight!r}')
+        self._ensure(list(features))
+        x = np.array([[features.get(name, 0.0) for name in self.names]])
+        self.mean, self.precision = _newton(x, np.array([float(bool(label))]),
+                                            np.array([float(weight)]), self.mean,
+                                            self.precision)
+        self.samples += weight
+        self.positives += weight * bool(label)
+        return self
+
+    def describe(self) -> str:
+        """Return the fitted coefficients in a line ('prior x1.00 -2.10; radiation.gamma: ...')."""
+        kinds = sorted({n.rsplit('|', 1)[0] for n in self.names if '|' in n})
+        parts = [f'prior x{self.coefficient("prior"):.2f} {self.coefficient("intercept"):+.2f}']
+        parts += [f'{k}: {self.coefficient(k + "|capped"):.2f} x capped LLR '
+                  f'{self.coefficient(k + "|excess"):+.2f} per e-fold beyond +-{self.cap:g}'
+                  for k in kinds]
+        return '; '.join(parts)
+
+    @property
+    def version(self) -> str:
+        """Return 'evcal+' and a digest of the coefficients: it changes whenever they do."""
+        blob = json.dumps([[n, repr(float(v))] for n, v in zip(self.names, self.mean,
+                                                                 strict=True)]).encode()
+        return f'evcal+{hashlib.sha256(blob).hexdigest()[:8]}'

@@ -14,17 +14,21 @@ One subject's decision, in order:
    us; a portal that reports 10^6 nats is capped, and the explanation says so.
 3. Raw log-odds = prior log-odds + the weighted evidence LLRs.
 4. Calibration. Once `calibration_min_labels` inspection results with both outcomes have come
-   back, a Platt map a * raw + b (fusion/calibration.py), fitted online on (raw log-odds at
-   decision, seizure found), gives the posterior; before that the raw log-odds are used as they
-   are (the sensors' LLRs come from physical models). A seizure is found with probability
-   `inspection_sensitivity`, so the fitted odds of a seizure are divided by it.
+   back, the evidence calibrator (fusion/calibration.EvidenceCalibrator), fitted online on the
+   decisions' features and the seizures found, gives the posterior: the prior and each
+   evidence kind get their own learned weight (a kind's capped LLRs and their excess beyond
+   the cap separately), and each contribution in the explanation is the calibrated one. Before
+   that the raw log-odds are used as they are (the sensors' LLRs come from physical models).
+   A seizure is found with probability `inspection_sensitivity`, so the fitted odds of a
+   seizure are divided by it.
 5. Policy (fusion/policy.py): the action of least expected cost under the inspection budget,
    with the safety floor, the random audit and officer overrides. An unreadable subject id is
    never released (its declaration cannot be matched).
 
 Feedback: `learn()` takes an inspection result. Its declaration's parties, HS chapter and
 origin get the outcome in the prior's counts (trader histories), and the calibrator learns from
-the raw log-odds the subject was last decided with. The model version changes with either.
+the features (prior, evidence by kind) the subject was last decided with. The model version
+changes with either.
 
 The model version of a decision (`RiskDecision.model_version`, at most 128 characters) is
 'customs-risk/<code version>+<digest of the component versions>'; the explanation lists the
@@ -37,7 +41,7 @@ import hashlib
 import math
 
 from customs_lab.common.subjects import Subject, SubjectKind
-from customs_lab.fusion.calibration import PlattCalibrator
+from customs_lab.fusion.calibration import EvidenceCalibrator
 from customs_lab.fusion.declaration_prior import DeclarationFeatures, DeclarationPrior
 from customs_lab.fusion.evidence_store import DEFAULT_TTL, EvidenceStore
 from customs_lab.fusion.logodds import (
@@ -101,6 +105,7 @@ class Assessment:
     log_odds: float  # calibrated
     posterior: float
     notes: tuple[str, ...]  # superseded / expired evidence, calibration
+    features: dict = field(default_factory=dict)  # what the calibrator sees (learn())
 
 
 @dataclass(frozen=True)
@@ -134,18 +139,18 @@ class RiskEngine:
     """Decide subjects from their declaration and evidence; learn from inspection results."""
 
     def __init__(self, config: EngineConfig | None = None, prior: DeclarationPrior | None = None,
-                 calibrator: PlattCalibrator | None = None):
+                 calibrator: EvidenceCalibrator | None = None):
         self.config = config or EngineConfig()
         self.config.validate()
         c = self.config
         self.store = EvidenceStore(c.ttl, c.grace, c.history_limit)
         self.policy = DecisionPolicy(c.policy)
         self.prior = prior
-        self.calibrator = calibrator or PlattCalibrator()
+        self.calibrator = calibrator or EvidenceCalibrator(cap=c.llr_cap)
         self.labels = [0, 0]  # inspection results learned from: [clean, seizure]
         self._declared: dict[str, _Declared] = {}
         self._by_declaration: dict[str, str] = {}  # declaration id -> subject key
-        self._scored: dict[str, float] = {}  # subject key -> raw log-odds of its last decision
+        self._scored: dict[str, dict] = {}  # subject key -> features of its last decision
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -218,16 +223,21 @@ class RiskEngine:
             prior_lo = logit(rate)
             why = 'no declaration' if declared is None else 'no declaration prior model loaded'
             prior_text = f'base rate of {KIND_NAMES[kind]}s {rate:.3g} ({why})'
-        cap, notes, items = self.config.llr_cap, [], []
+        cap, notes, items, raw_llr = self.config.llr_cap, [], [], {}
         for item in self.store.active(subject.key, now):
+            raw_llr[item.evidence_id] = item.log_likelihood_ratio
             if abs(item.log_likelihood_ratio) > cap:
                 notes.append(f'{item.kind} from {item.sensor_id or "?"} reported '
-                             f'{item.log_likelihood_ratio:+.3g} nats, counted as +-{cap:g}')
+                             f'{item.log_likelihood_ratio:+.3g} nats, counted as +-{cap:g}'
+                             + (' plus its calibrated excess' if self.calibrated else ''))
                 item = dataclasses.replace(
                     item, log_likelihood_ratio=math.copysign(cap, item.log_likelihood_ratio))
             items.append(item)
         evidence, contributions = combine(items)
         raw = prior_lo + evidence
+        features = self.calibrator.features(
+            prior_lo, [(c.weight, raw_llr[c.item.evidence_id], c.item.kind)
+                       for c in contributions])
         for record in self.store.records(subject.key):
             status = record.status(now)
             if status != 'active':
@@ -237,12 +247,16 @@ class RiskEngine:
                 notes.append(f'{item.kind} from {item.sensor_id or "?"} not used: {why}')
         log_odds = raw
         if self.calibrated:
-            sensitivity = self.config.inspection_sensitivity
-            log_odds = self.calibrator.log_odds(raw) - math.log(sensitivity)
-            notes.append(f'calibrated {raw:+.2f} -> {log_odds:+.2f} nats '
-                         f'({sum(self.labels)} inspection results)')
+            calibrator = self.calibrator
+            log_odds = calibrator.log_odds(features) - math.log(self.config.inspection_sensitivity)
+            contributions = tuple(
+                dataclasses.replace(c, contribution=calibrator.contribution(
+                    c.item.kind, c.weight, raw_llr[c.item.evidence_id]))
+                for c in contributions)
+            notes.append(f'calibrated {raw:+.2f} -> {log_odds:+.2f} nats from '
+                         f'{sum(self.labels)} inspection results ({calibrator.describe()})')
         return Assessment(sigmoid(prior_lo), prior_lo, prior_text, contributions, raw, log_odds,
-                          sigmoid(log_odds), tuple(notes))
+                          sigmoid(log_odds), tuple(notes), features)
 
     def decide(self, subject: Subject, now: float, id_valid: bool = True,
                commit: bool = True) -> EngineDecision:
@@ -252,7 +266,7 @@ class RiskEngine:
             'the subject id failed validation, so its declaration cannot be matched')
         p = self.policy.decide(subject, a.posterior, now, commit, no_release)
         if commit:
-            self._scored[subject.key] = a.raw_log_odds
+            self._scored[subject.key] = a.features
         ranked = sorted(a.contributions, key=lambda c: -abs(c.contribution))
         evidence = '; '.join(
             f'{c.item.kind} from {c.item.sensor_id} {c.contribution:+.2f} nats'
@@ -281,9 +295,9 @@ class RiskEngine:
         if declared is not None and self.prior is not None:
             self.prior.update(declared.features, bool(seizure))
             changed.append('prior')
-        raw = self._scored.get(key)
-        if raw is not None:
-            self.calibrator.update([raw], [int(bool(seizure))])
+        features = self._scored.get(key)
+        if features is not None:
+            self.calibrator.update(features, bool(seizure))
             self.labels[int(bool(seizure))] += 1
             changed.append('calibration')
         return changed
