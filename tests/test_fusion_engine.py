@@ -117,7 +117,12 @@ def test_an_officer_override_is_taken_and_named():
     decision = e.decide(CONTAINER, 0.0)
     assert decision.action == 'physical_inspection'
     assert 'officer override by officer_17' in decision.explanation
-    assert e.decide(CONTAINER, 1.0).action == 'release'  # the next decision is the model's
+    assert e.decide(CONTAINER, 1.0).action == 'physical_inspection'  # until withdrawn
+    assert e.withdraw_override(CONTAINER.key) and not e.withdraw_override(CONTAINER.key)
+    assert e.decide(CONTAINER, 2.0).action == 'release'  # the model's again
+    e.override(CONTAINER.key, 'hold', 'officer_17', 'tip-off')
+    e.forget(CONTAINER.key)  # a forgotten subject keeps nothing, its override included
+    assert e.decide(CONTAINER, 3.0).action == 'release'
 
 
 def test_model_version_is_short_and_changes_when_the_engine_learns(fitted):

@@ -159,13 +159,13 @@ def test_the_safety_floor_inspects_regardless_of_the_budget():
     assert policy.budget(SubjectKind.PARCEL, 103.0).shadow_price > floored.budget.shadow_price
 
 
-def test_an_officer_override_takes_the_next_decision_only():
+def test_an_officer_override_holds_until_it_is_withdrawn():
     policy = DecisionPolicy()
     key = parcel(9).key
     recorded = policy.override(key, 'hold', 'officer_17', 'tip-off from the carrier')
-    assert policy.pending_override(key) == recorded
+    assert policy.override_in_force(key) == recorded
     preview = policy.decide(parcel(9), 0.001, 0.0, commit=False)
-    assert preview.action == 'hold' and policy.pending_override(key) == recorded
+    assert preview.action == 'hold' and policy.override_in_force(key) == recorded
     decision = policy.decide(parcel(9), 0.001, 0.0)
     assert (decision.action, decision.channel, decision.override) == ('hold', 2, recorded)
     assert (
@@ -173,11 +173,16 @@ def test_an_officer_override_takes_the_next_decision_only():
         'the policy chose release'
     ) in decision.explanation
     assert policy.budget(SubjectKind.PARCEL, 1.0).inspections == 1  # a hold uses capacity
-    assert policy.pending_override(key) is None
-    later = policy.decide(parcel(9), 0.001, 5.0)
-    assert later.action == 'release' and later.override is None
+    # late evidence re-decides the subject: the officer's hold stays
+    again = policy.decide(parcel(9), 0.0001, 5.0)
+    assert again.action == 'hold' and again.override == recorded
+    assert policy.budget(SubjectKind.PARCEL, 6.0).inspections == 1  # the same subject
+    # another officer's override replaces it; withdrawn, the policy decides again
     policy.override(key, 'release', 'officer_3', 'known shipper')
+    assert policy.decide(parcel(9), 0.001, 7.0).action == 'release'
     assert policy.cancel_override(key) and not policy.cancel_override(key)
+    later = policy.decide(parcel(9), 0.9, 8.0)
+    assert later.override is None and later.action != 'release'
 
 
 def test_version_is_a_digest_of_the_configuration():

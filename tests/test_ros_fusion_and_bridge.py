@@ -165,6 +165,25 @@ def test_override_declaration_service_and_feedback(harness, tmp_path, smoke_hist
     bad = harness.call(override, OverrideDecision.Request(
         subject=informed.subject, action='shrug', officer_id='officer-17', reason='x'))
     assert not bad.accepted and 'unknown action' in bad.message
+    # late evidence re-decides the subject: the officer's action stays
+    count = len(decisions)
+    publisher.publish(evidence('CSQU3054383', -2.0, after=1.0))
+    assert harness.spin_until(lambda: len(decisions) > count, 5.0)
+    assert decisions[-1].recommended_action == 'physical_inspection'
+    # withdrawn (an empty action), the policy decides again
+    reply = harness.call(override, OverrideDecision.Request(
+        subject=informed.subject, action='', officer_id='officer-17', reason='tip-off was wrong'))
+    assert reply.accepted, reply.message
+    assert harness.spin_until(lambda: decisions[-1].recommended_action != 'physical_inspection',
+                              5.0)
+    again = harness.call(override, OverrideDecision.Request(
+        subject=informed.subject, action='', officer_id='officer-17', reason='twice'))
+    assert not again.accepted and 'no override to withdraw' in again.message
+    harness.call(override, OverrideDecision.Request(
+        subject=informed.subject, action='physical_inspection', officer_id='officer-17',
+        reason='tip-off from the shipping line'))
+    assert harness.spin_until(lambda: decisions[-1].recommended_action == 'physical_inspection',
+                              5.0)
 
     # the officer records a seizure: fusion learns, the model version changes
     before = fusion.engine.version

@@ -176,8 +176,12 @@ class RiskEngine:
         return self.store.add(subject_key, item, stamp)
 
     def override(self, subject_key: str, action: str, officer_id: str, reason: str):
-        """Record an officer's action for the subject's next decision."""
+        """Record an officer's action for the subject's decisions, until withdrawn."""
         return self.policy.override(subject_key, action, officer_id, reason)
+
+    def withdraw_override(self, subject_key: str) -> bool:
+        """Withdraw an officer's override; return True if there was one."""
+        return self.policy.cancel_override(subject_key)
 
     def forget(self, subject_key: str):
         """Drop what is held about a subject (after its decision, once nothing more comes)."""
@@ -186,6 +190,7 @@ class RiskEngine:
         if entry and self._by_declaration.get(entry.declaration_id) == subject_key:
             del self._by_declaration[entry.declaration_id]
         self._scored.pop(subject_key, None)
+        self.policy.cancel_override(subject_key)
 
     # -- the model -------------------------------------------------------------------------
 
@@ -260,7 +265,7 @@ class RiskEngine:
 
     def decide(self, subject: Subject, now: float, id_valid: bool = True,
                commit: bool = True) -> EngineDecision:
-        """Decide the subject at `now` (commit: count it in the budget, consume overrides)."""
+        """Decide the subject at `now` (commit: count it in the budget)."""
         a = self.assess(subject, now)
         no_release = '' if id_valid else (
             'the subject id failed validation, so its declaration cannot be matched')

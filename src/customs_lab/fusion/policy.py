@@ -39,9 +39,11 @@ prior's fit needs them). They count against the budget like any inspection. Each
 how it was selected: 'targeted' (the costs, the floor or an officer chose inspection), 'random'
 (the audit) or '' (no inspection).
 
-Officer overrides: `override(...)` records an officer's action for a subject; the next decision
-of that subject takes it (and consumes it), names the officer and reason, and carries the
-Override for the audit log. Core module: no ROS.
+Officer overrides: `override(...)` records an officer's action for a subject; every decision of
+that subject takes it from then on (late evidence re-decides the subject but does not undo an
+officer's hold), names the officer and reason, and carries the Override for the audit log. It
+stays in force until it is withdrawn (`cancel_override`) or replaced by another officer's.
+Core module: no ROS.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -273,7 +275,7 @@ class DecisionPolicy:
         self._overrides: dict[str, Override] = {}
 
     def override(self, subject_key: str, action: str, officer_id: str, reason: str) -> Override:
-        """Record an officer's action for the subject's next decision (replaces a pending one)."""
+        """Record an officer's action for the subject's decisions (replaces one in force)."""
         if action not in ACTIONS:
             raise ValueError(f'unknown action {action!r} (known: {", ".join(ACTIONS)})')
         for name, value in (('subject_key', subject_key), ('officer_id', officer_id),
@@ -283,12 +285,12 @@ class DecisionPolicy:
         self._overrides[subject_key] = Override(subject_key, action, officer_id, reason)
         return self._overrides[subject_key]
 
-    def pending_override(self, subject_key: str) -> Override | None:
-        """Return the override waiting for the subject's next decision, if any."""
+    def override_in_force(self, subject_key: str) -> Override | None:
+        """Return the officer's override the subject's decisions take, if any."""
         return self._overrides.get(subject_key)
 
     def cancel_override(self, subject_key: str) -> bool:
-        """Withdraw a pending override; return True if there was one."""
+        """Withdraw an override (the policy decides again); return True if there was one."""
         return self._overrides.pop(subject_key, None) is not None
 
     def budget(self, kind: SubjectKind, now: float) -> BudgetState:
@@ -299,8 +301,8 @@ class DecisionPolicy:
                no_release: str = ''):
         """Return the PolicyDecision for `subject` at risk `posterior`, time `now` (s).
 
-        With commit (the default) the decision counts against the budget and consumes a
-        pending override; commit=False previews it (nothing counted, the override kept).
+        With commit (the default) the decision counts against the budget; commit=False
+        previews it (nothing counted). An officer's override in force takes the decision.
         A non-empty `no_release` (the reason, e.g. an unreadable subject id) turns a release
         into the allowed non-release action of least expected cost (price included).
         """
@@ -359,7 +361,6 @@ class DecisionPolicy:
         ) + ''.join(f'; {n}' for n in notes)
         if commit:
             controller.record(subject.key, action in capacity, now)
-            self._overrides.pop(subject.key, None)
         return PolicyDecision(
             subject.key, float(posterior), action, ACTION_CHANNEL[action], expected, state,
             floor, override, explanation, self.version, selection,

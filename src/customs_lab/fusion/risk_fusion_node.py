@@ -319,19 +319,26 @@ class RiskFusion(Node):
                 f'{before} -> {self.engine.version}')
 
     def on_override(self, request, response):
-        """Take an officer's action for a subject; re-decide it now if it was decided."""
+        """Take (or, with an empty action, withdraw) an officer's action; re-decide if decided."""
         try:
             subject = msg_to_subject(request.subject)
-            self.engine.override(subject.key, request.action, request.officer_id, request.reason)
+            if request.action:
+                self.engine.override(subject.key, request.action, request.officer_id,
+                                     request.reason)
+            elif not (request.officer_id.strip() and request.reason.strip()):
+                raise ValueError('withdrawing an override needs the officer_id and a reason')
+            elif not self.engine.withdraw_override(subject.key):
+                raise ValueError(f'{subject.key} has no override to withdraw')
         except ValueError as error:
             response.accepted, response.message = False, str(error)
             return response
         entry = self._file(request.subject)
+        what = request.action or 'the override withdrawn, the policy decides'
         if entry.decisions:
             self._decide(entry)
-            response.message = f'{subject.key}: new decision {request.action} published'
+            response.message = f'{subject.key}: {what}; new decision published'
         else:
-            response.message = f'{subject.key}: {request.action} will be its decision'
+            response.message = f'{subject.key}: {what} for its decisions'
         self.get_logger().info(
             f'override by {request.officer_id}: {response.message} ({request.reason})')
         response.accepted = True
