@@ -152,10 +152,12 @@ def test_parameters_come_from_the_nodes_parameter_file(tmp_path):
         alarm_parameters(custom)
 
 
-def test_the_alarm_node_declares_the_core_parameters_with_the_same_defaults():
+def test_the_alarm_node_declares_the_core_parameters_and_survives_an_empty_frame():
     node_module = pytest.importorskip('customs_lab.radiation.rpm_alarm_node',
                                       reason='the alarm node needs rclpy and customs_interfaces')
     import rclpy
+
+    from customs_interfaces.msg import RadiationCounts
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
@@ -163,6 +165,11 @@ def test_the_alarm_node_declares_the_core_parameters_with_the_same_defaults():
         try:
             values = {name: node.get_parameter(name).value
                       for name in PortalAlarmParameters().as_dict()}
+            node.on_counts(RadiationCounts(sensor_id='rpm/test', sequence=7, live_time=0.1))
+            assert node.empty_frames == 1 and node.portal.tracker is None
+            node.on_counts(RadiationCounts(sensor_id='rpm/test', sequence=8, live_time=0.1,
+                                           gamma_counts=[100, 90]))
+            assert node.portal.tracker.background.n_channels == 2
         finally:
             node.destroy_node()
     finally:

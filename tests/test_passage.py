@@ -38,6 +38,19 @@ def test_passages_are_cut_on_occupancy_and_background_learns_only_empty_frames()
     assert [f[0][0] for f in estimator.frames] == [0, 1, 5, 6, 9]
 
 
+def test_a_passage_without_a_read_is_not_named_after_the_one_before():
+    tracker = PassageTracker(RecordingEstimator(), holdoff=0.0)
+    names = []
+    for seq, (occupied, read) in enumerate([(1, 'MSCU1234565'), (1, ''), (0, ''), (1, ''),
+                                            (1, ''), (0, '')]):
+        if occupied and read:
+            tracker.set_subject(read)
+        passage = tracker.feed(seq * 0.1, seq, [5, 5], 0.1, bool(occupied))
+        if passage is not None:
+            names.append(passage.subject_id)
+    assert names == ['MSCU1234565', '']  # the lane reader read nothing the second time
+
+
 def test_bad_frames_are_rejected_and_reported():
     tracker = PassageTracker(RecordingEstimator())
     assert tracker.feed(0.0, 1, [1, 2], math.nan, False) is None

@@ -117,4 +117,5 @@ class PassageTracker:
             self._seqs[-1],
         )
         self._frames, self._live, self._seqs = [], [], []
+        self._subject_id = ''  # the next passage is named by its own read, or by none
         return passage

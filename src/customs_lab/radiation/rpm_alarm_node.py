@@ -103,6 +103,7 @@ class RpmAlarm(Node):
         self._elevated_reported = 0
         self.sensor_id = ''
         self.frames = 0
+        self.empty_frames = 0  # frames without gamma channels (a driver or device fault)
         self._apply([])
         self.evidence_pub = self.create_publisher(Evidence, EVIDENCE_TOPIC, reliable(100))
         self.create_subscription(RadiationCounts, 'counts', self.on_counts, reliable(100))
@@ -137,6 +138,11 @@ class RpmAlarm(Node):
         """Feed a frame; on a completed passage, test it and publish the evidence."""
         self.frames += 1
         self.sensor_id = msg.sensor_id
+        if not msg.gamma_counts:
+            self.empty_frames += 1
+            self.get_logger().error(f'frame {msg.sequence} has no gamma channels: not used',
+                                    throttle_duration_sec=10.0)
+            return
         if self.portal.ensure_tracker(len(msg.gamma_counts)):
             self._elevated_reported = 0
             self.frame_id = msg.header.frame_id
@@ -188,8 +194,9 @@ class RpmAlarm(Node):
             self.diagnostics.update(
                 f'rpm_alarm: {self.sensor_id or self.get_namespace()}',
                 self.sensor_id,
-                Diagnostics.WARN,
-                'no frames yet',
+                Diagnostics.ERROR if self.empty_frames else Diagnostics.WARN,
+                f'{self.empty_frames} frames without gamma channels' if self.empty_frames
+                else 'no frames yet',
             )
             return
         background = tracker.background
@@ -211,8 +218,13 @@ class RpmAlarm(Node):
             message += (
                 f'; {tracker.rejected_frames} bad frames ({tracker.last_rejection})'
             )
+        if self.empty_frames:
+            level = Diagnostics.WARN
+            message += f'; {self.empty_frames} frames without gamma channels'
+
         values = dict(
             frames=self.frames,
+            frames_without_channels=self.empty_frames,
             passages=self.portal.stats['passages'],
             alarms=self.portal.stats['alarms'],
             elevated_empty_lane_frames=tracker.elevated_frames,
