@@ -278,3 +278,13 @@ def test_evidence_calibrator_refuses_bad_input():
     with pytest.raises(ValueError, match='unknown calibration feature'):
         c.update({'prior': 0.0, 'radiation.gamma|scale': 1.0}, True)
     assert c.names == ['prior', 'intercept']  # nothing half-learned
+
+
+def test_evidence_calibrator_bounds_the_kinds_it_weighs():
+    c = EvidenceCalibrator(max_kinds=3)
+    f = c.features(0.0, [(1.0, 1.0, f'kind{n}') for n in range(5)])
+    assert sorted({k.split('|')[0] for k in f if '|' in k}) == ['kind0', 'kind1', 'other']
+    assert f['other|capped'] == pytest.approx(3.0)
+    assert c.contribution('kind4', 1.0, 2.0) == pytest.approx(2.0)  # 'other', still identity
+    c.update(f, True)
+    assert len(c.names) == 2 + 2 * 3

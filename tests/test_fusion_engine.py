@@ -7,7 +7,7 @@ import pytest
 
 from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.fusion.declaration_prior import DeclarationFeatures, DeclarationPrior
-from customs_lab.fusion.engine import EngineConfig, RiskEngine
+from customs_lab.fusion.engine import EngineConfig, RiskEngine, contraband_log_odds
 from customs_lab.fusion.logodds import EvidenceItem, logit, sigmoid
 from customs_lab.fusion.policy import PolicyConfig
 from customs_lab.simulation.history import generate_history, training_records
@@ -156,15 +156,17 @@ def test_calibration_starts_after_enough_results_of_both_outcomes():
     # it learned that the portal's LLRs were over-confident
     assert e.calibrator.coefficient('radiation.gamma|capped') < 1.0
     a = e.assess(Subject(SubjectKind.CONTAINER, 'S5'), 3.0)
-    assert a.log_odds == pytest.approx(e.calibrator.log_odds(a.features) - math.log(0.9))
+    assert a.log_odds == pytest.approx(contraband_log_odds(e.calibrator.log_odds(a.features),
+                                                           0.9))
+    assert sigmoid(a.log_odds) == pytest.approx(sigmoid(e.calibrator.log_odds(a.features)) / 0.9)
     assert any(n.startswith('calibrated') for n in a.notes)
     # each contribution is the calibrated one, and they add up with the calibrated prior
     c = e.calibrator
     assert a.contributions[0].contribution == pytest.approx(
         c.coefficient('radiation.gamma|capped') * 8.0)
-    assert a.log_odds == pytest.approx(
+    assert a.log_odds == pytest.approx(contraband_log_odds(
         c.coefficient('prior') * a.prior_log_odds + c.coefficient('intercept')
-        + sum(x.contribution for x in a.contributions) - math.log(0.9))
+        + sum(x.contribution for x in a.contributions), 0.9))
 
 
 def test_calibration_tells_norm_cargo_from_sources_by_how_far_beyond_the_cap_they_are():
@@ -211,3 +213,30 @@ def test_no_single_item_counts_beyond_the_cap():
     assert decision.action == 'physical_inspection'  # still far above the safety floor
     with pytest.raises(ValueError, match='llr_cap'):
         RiskEngine(EngineConfig(llr_cap=0.0))
+
+
+def test_a_release_override_does_not_outlast_an_alarm_observed_after_it():
+    e = engine()
+    e.override(CONTAINER.key, 'release', 'officer_3', 'known shipper, seen the papers', at=10.0)
+    e.add_evidence(CONTAINER.key, gamma('e1', 3.0), 5.0)  # seen before the override
+    assert e.decide(CONTAINER, 11.0).action == 'release'
+    e.add_evidence(CONTAINER.key, gamma('e2', 15.0), 20.0)  # an alarm after it
+    decision = e.decide(CONTAINER, 21.0)
+    assert decision.policy.must_inspect and decision.action != 'release'
+    assert 'officer override by officer_3: release set aside' in decision.explanation
+    assert e.policy.override_in_force(CONTAINER.key) is None  # to be given again
+    # given again after the alarm, the officer has seen it: it holds
+    e.override(CONTAINER.key, 'release', 'officer_3', 'licensed Cs-137 gauge', at=30.0)
+    assert e.decide(CONTAINER, 31.0).action == 'release'
+    # an inspection override is never set aside
+    e.override(CONTAINER.key, 'hold', 'officer_3', 'paperwork', at=40.0)
+    e.add_evidence(CONTAINER.key, gamma('e3', 16.0), 50.0)
+    assert e.decide(CONTAINER, 51.0).action == 'hold'
+
+
+def test_contraband_log_odds_divides_the_probability_of_a_find_by_the_sensitivity():
+    assert sigmoid(contraband_log_odds(logit(0.45), 0.9)) == pytest.approx(0.5)
+    assert sigmoid(contraband_log_odds(logit(0.85), 0.9)) == pytest.approx(0.85 / 0.9)
+    assert contraband_log_odds(-50.0, 0.9) == pytest.approx(-50.0 - math.log(0.9))
+    assert 27.0 < contraband_log_odds(logit(0.95), 0.9) < 28.0  # capped just below 1
+    assert contraband_log_odds(3.0, 1.0) == pytest.approx(3.0)

@@ -1,5 +1,6 @@
 """Fusion and the clearance bridge over real DDS: evidence in, explained decisions stored once."""
 
+import copy
 import subprocess
 import sys
 import textwrap
@@ -179,6 +180,11 @@ def test_override_declaration_service_and_feedback(harness, tmp_path, smoke_hist
     again = harness.call(override, OverrideDecision.Request(
         subject=informed.subject, action='', officer_id='officer-17', reason='twice'))
     assert not again.accepted and 'no override to withdraw' in again.message
+    unread = copy.deepcopy(informed.subject)
+    unread.id, unread.id_valid = '', False  # would name every container the reader missed
+    refused = harness.call(override, OverrideDecision.Request(
+        subject=unread, action='release', officer_id='officer-17', reason='x'))
+    assert not refused.accepted and 'valid subject id' in refused.message
     harness.call(override, OverrideDecision.Request(
         subject=informed.subject, action='physical_inspection', officer_id='officer-17',
         reason='tip-off from the shipping line'))

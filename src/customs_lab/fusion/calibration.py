@@ -334,15 +334,23 @@ class EvidenceCalibrator:
     learned beside them rather than shrunk with them, as one Platt map on the sum would.
     Features are a {name: value} mapping ('prior', 'intercept', '<kind>|capped',
     '<kind>|excess'); kinds are added as they first appear in a fit, and a kind the model has
-    not seen counts with its prior (the identity). Core module: no ROS.
+    not seen counts with its prior (the identity). Kind names come from messages, so their
+    number is bounded: the first `max_kinds` - 1 get their own weights, later ones share
+    'other'. Core module: no ROS.
     """
 
     PRIOR_MEAN = {'prior': 1.0, 'intercept': 0.0, 'capped': 1.0, 'excess': 0.0}
 
+    OTHER = 'other'  # the kind that evidence kinds beyond `max_kinds` share
+
     def __init__(self, cap: float = 20.0, prior_std_slope: float = 0.5,
-                 prior_std_intercept: float = 4.0, prior_std_excess: float = 1.0):
+                 prior_std_intercept: float = 4.0, prior_std_excess: float = 1.0,
+                 max_kinds: int = 16):
         if not 0.0 < cap < math.inf:
             raise ValueError(f'cap must be finite and > 0, got {cap!r}')
+        if not (isinstance(max_kinds, int) and max_kinds >= 1):
+            raise ValueError(f'max_kinds must be an int >= 1, got {max_kinds!r}')
+        self.max_kinds = max_kinds
         for name, value in (('prior_std_slope', prior_std_slope),
                             ('prior_std_intercept', prior_std_intercept),
                             ('prior_std_excess', prior_std_excess)):
@@ -359,6 +367,7 @@ class EvidenceCalibrator:
         self.mean = np.zeros(0)
         self.precision = np.zeros((0, 0))
         self.samples, self.positives = 0.0, 0.0
+        self.kinds: list[str] = []  # evidence kinds with their own weights, first seen first
         self._ensure(['prior', 'intercept'])
 
     @staticmethod
@@ -390,17 +399,28 @@ class EvidenceCalibrator:
     def features(self, prior_log_odds: float, contributions) -> dict:
         """Return the features of a subject: its prior and (weight, raw LLR, kind) items."""
         out = {'prior': float(prior_log_odds), 'intercept': 1.0}
-        for weight, llr, kind in contributions:
+        for weight, llr, name in contributions:
             if not math.isfinite(llr):
-                raise ValueError(f'{kind} evidence has a non-finite LLR')
+                raise ValueError(f'{name} evidence has a non-finite LLR')
+            kind = self._kind(name)
             capped = max(-self.cap, min(self.cap, llr))
             out[f'{kind}|capped'] = out.get(f'{kind}|capped', 0.0) + weight * capped
             out[f'{kind}|excess'] = (out.get(f'{kind}|excess', 0.0)
                                      + weight * log_excess(llr, self.cap))
         return out
 
-    def contribution(self, kind: str, weight: float, llr: float) -> float:
-        """Return what one item (weight, raw LLR) of `kind` adds to the calibrated log-odds."""
+    def _kind(self, name: str) -> str:
+        """Return the kind an evidence kind is weighed as (a bounded set: messages name kinds)."""
+        if name in self.kinds:
+            return name
+        if len(self.kinds) < self.max_kinds - 1 and name != self.OTHER:
+            self.kinds.append(name)
+            return name
+        return self.OTHER
+
+    def contribution(self, name: str, weight: float, llr: float) -> float:
+        """Return what one item (weight, raw LLR) of a kind adds to the calibrated log-odds."""
+        kind = self._kind(name)
         capped = max(-self.cap, min(self.cap, llr))
         return weight * (self.coefficient(f'{kind}|capped') * capped
                          + self.coefficient(f'{kind}|excess') * log_excess(llr, self.cap))

@@ -19,8 +19,8 @@ One subject's decision, in order:
    evidence kind get their own learned weight (a kind's capped LLRs and their excess beyond
    the cap separately), and each contribution in the explanation is the calibrated one. Before
    that the raw log-odds are used as they are (the sensors' LLRs come from physical models).
-   A seizure is found with probability `inspection_sensitivity`, so the fitted odds of a
-   seizure are divided by it.
+   A seizure is found with probability `inspection_sensitivity`, so the fitted probability of
+   a seizure is divided by it (`contraband_log_odds`).
 5. Policy (fusion/policy.py): the action of least expected cost under the inspection budget,
    with the safety floor, the random audit and officer overrides. An unreadable subject id is
    never released (its declaration cannot be matched).
@@ -62,6 +62,18 @@ KIND_NAMES = {
     SubjectKind.PARCEL: 'parcel',
     SubjectKind.PASSENGER: 'passenger',
 }
+
+
+def contraband_log_odds(found_log_odds: float, sensitivity: float) -> float:
+    """Return the log-odds of contraband given those of a seizure being found.
+
+    An inspection finds contraband with probability `sensitivity`: P(found) = s * P(contraband),
+    so P(contraband) = P(found) / s, capped just below 1 (computed in log space).
+    """
+    x = found_log_odds
+    log_found = -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+    log_p = min(log_found - math.log(sensitivity), math.log1p(-1e-12))
+    return log_p - math.log1p(-math.exp(log_p))
 
 
 @dataclass
@@ -175,9 +187,10 @@ class RiskEngine:
         """Store evidence about a subject (raises ValueError on bad evidence)."""
         return self.store.add(subject_key, item, stamp)
 
-    def override(self, subject_key: str, action: str, officer_id: str, reason: str):
-        """Record an officer's action for the subject's decisions, until withdrawn."""
-        return self.policy.override(subject_key, action, officer_id, reason)
+    def override(self, subject_key: str, action: str, officer_id: str, reason: str,
+                 at: float = -math.inf):
+        """Record an officer's action (given at `at`, s) for the subject's decisions."""
+        return self.policy.override(subject_key, action, officer_id, reason, at)
 
     def withdraw_override(self, subject_key: str) -> bool:
         """Withdraw an officer's override; return True if there was one."""
@@ -253,7 +266,8 @@ class RiskEngine:
         log_odds = raw
         if self.calibrated:
             calibrator = self.calibrator
-            log_odds = calibrator.log_odds(features) - math.log(self.config.inspection_sensitivity)
+            log_odds = contraband_log_odds(calibrator.log_odds(features),
+                                           self.config.inspection_sensitivity)
             contributions = tuple(
                 dataclasses.replace(c, contribution=calibrator.contribution(
                     c.item.kind, c.weight, raw_llr[c.item.evidence_id]))
@@ -269,7 +283,9 @@ class RiskEngine:
         a = self.assess(subject, now)
         no_release = '' if id_valid else (
             'the subject id failed validation, so its declaration cannot be matched')
-        p = self.policy.decide(subject, a.posterior, now, commit, no_release)
+        newest = max((r.stamp for r in self.store.records(subject.key)
+                      if r.status(now) == 'active'), default=-math.inf)
+        p = self.policy.decide(subject, a.posterior, now, commit, no_release, newest)
         if commit:
             self._scored[subject.key] = a.features
         ranked = sorted(a.contributions, key=lambda c: -abs(c.contribution))

@@ -233,12 +233,13 @@ class BudgetController:
 
 @dataclass(frozen=True)
 class Override:
-    """An officer's decision for a subject, for the next decision and the audit log."""
+    """An officer's decision for a subject, for its decisions and the audit log."""
 
     subject_key: str
     action: str
     officer_id: str
     reason: str
+    at: float = -math.inf  # s, when the officer gave it (the site clock)
 
 
 @dataclass(frozen=True)
@@ -274,15 +275,23 @@ class DecisionPolicy:
         }
         self._overrides: dict[str, Override] = {}
 
-    def override(self, subject_key: str, action: str, officer_id: str, reason: str) -> Override:
-        """Record an officer's action for the subject's decisions (replaces one in force)."""
+    def override(self, subject_key: str, action: str, officer_id: str, reason: str,
+                 at: float = -math.inf) -> Override:
+        """Record an officer's action for the subject's decisions (replaces one in force).
+
+        at: when it was given (s, the site clock): a release given before evidence that lifts
+        the risk to the safety floor is set aside (`decide`).
+        """
         if action not in ACTIONS:
             raise ValueError(f'unknown action {action!r} (known: {", ".join(ACTIONS)})')
         for name, value in (('subject_key', subject_key), ('officer_id', officer_id),
                             ('reason', reason)):
             if not (isinstance(value, str) and value.strip()):
                 raise ValueError(f'an override needs a non-empty {name}')
-        self._overrides[subject_key] = Override(subject_key, action, officer_id, reason)
+        if not (isinstance(at, numbers.Real) and not math.isnan(at)):
+            raise ValueError(f'an override needs a time, got {at!r}')
+        self._overrides[subject_key] = Override(subject_key, action, officer_id, reason,
+                                                float(at))
         return self._overrides[subject_key]
 
     def override_in_force(self, subject_key: str) -> Override | None:
@@ -298,11 +307,15 @@ class DecisionPolicy:
         return self._budgets[self._kind(kind)].state(now)
 
     def decide(self, subject: Subject, posterior: float, now: float, commit=True,
-               no_release: str = ''):
+               no_release: str = '', newest_evidence: float = -math.inf):
         """Return the PolicyDecision for `subject` at risk `posterior`, time `now` (s).
 
         With commit (the default) the decision counts against the budget; commit=False
-        previews it (nothing counted). An officer's override in force takes the decision.
+        previews it (nothing counted). An officer's override in force takes the decision,
+        except an override that releases (no inspection) when the risk is at the safety floor
+        and evidence observed after the override (`newest_evidence`, s) brought it there: the
+        officer did not see that evidence, so the floor holds and the override is dropped
+        (on commit) until an officer gives it again.
         A non-empty `no_release` (the reason, e.g. an unreadable subject id) turns a release
         into the allowed non-release action of least expected cost (price included).
         """
@@ -341,6 +354,16 @@ class DecisionPolicy:
         else:
             selection = 'targeted' if action in capacity else ''
         override = self._overrides.get(subject.key)
+        if (override is not None and floor and override.action not in capacity
+                and newest_evidence > override.at):
+            notes.append(
+                f'officer override by {override.officer_id}: {override.action} set aside: '
+                f'evidence observed after it puts the risk at the safety floor; an officer '
+                f'must give it again'
+            )
+            if commit:
+                self._overrides.pop(subject.key, None)
+            override = None
         if override is not None:
             notes.append(
                 f'officer override by {override.officer_id}: {override.action} '

@@ -96,7 +96,7 @@ class SubjectFile:
         self.due = None  # s after which the subject is decided anyway
         self.kinds = set()  # evidence kinds received
         self.decisions = 0
-        self.last_change = 0.0  # s, for forgetting decided subjects
+        self.last_change = 0.0  # s, for forgetting decided (or never decidable) subjects
 
 
 class RiskFusion(Node):
@@ -322,9 +322,13 @@ class RiskFusion(Node):
         """Take (or, with an empty action, withdraw) an officer's action; re-decide if decided."""
         try:
             subject = msg_to_subject(request.subject)
+            valid, problem = subject.validate()
+            if not (subject.id and valid):  # an unread id would name every unread subject
+                raise ValueError(f'an override needs a valid subject id: '
+                                 f'{problem or "the id is empty"}')
             if request.action:
                 self.engine.override(subject.key, request.action, request.officer_id,
-                                     request.reason)
+                                     request.reason, self._now())
             elif not (request.officer_id.strip() and request.reason.strip()):
                 raise ValueError('withdrawing an override needs the officer_id and a reason')
             elif not self.engine.withdraw_override(subject.key):
@@ -361,7 +365,10 @@ class RiskFusion(Node):
         for entry in list(self.files.values()):
             if not entry.decisions and entry.due is not None and now >= entry.due:
                 self._decide(entry)
-            elif entry.decisions and now - entry.last_change > self.forget_after:
+            elif ((entry.decisions or entry.due is None)
+                  and now - entry.last_change > self.forget_after):
+                # decided, or nothing will ever decide it (an override for a subject that never
+                # came): forget it, its evidence and any override with it
                 self.engine.forget(entry.subject.key)
                 del self.files[entry.subject.key]
         self.engine.store.prune(now)
