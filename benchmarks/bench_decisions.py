@@ -40,7 +40,11 @@ Per scenario of the suite (config/scenarios/<name>.yaml):
    random        what uniform random inspection catches in expectation
    Rankings break ties at random (seeded). A subject counts as inspected when its final
    decision is an inspection that can find contraband (fusion/policy.py CAPACITY_ACTIONS), as
-   the evaluator scores it. Caught shares per kind and per contraband category (and nuclide).
+   the evaluator scores it (in (a+) the officers inspect at a subject's first inspection
+   decision, so a subject re-decided to release after one counts as learned from but not as
+   inspected, and the other way round). Caught shares per kind and per contraband category
+   (and nuclide); 'of ceiling' compares each row with an oracle that inspects as many
+   subjects of each kind as the row did.
 4. Calibration of the full system's final posteriors ((a), (a+)) and of the prior alone
    against ground truth (contraband or not): reliability diagram (quantile bins), Brier score
    with Murphy's decomposition, ECE, log loss, overall and per kind (fusion/calibration.py).
@@ -442,6 +446,11 @@ def score(mask, truth) -> dict:
     return out
 
 
+def ceiling(counts) -> int:
+    """Return what an oracle catches inspecting as many subjects of each kind as `counts` did."""
+    return sum(min(counts[kind][0], counts[kind][3]) for kind in KINDS)
+
+
 def pct(part: float, whole: float) -> str:
     """Return part / whole as a percentage ('-' for 0 / 0)."""
     return f'{100.0 * part / whole:.1f}%' if whole else '-'
@@ -458,15 +467,14 @@ def caught_cell(counts) -> str:
 def print_decision_tables(rate, rows, truth):
     """Print the decision-quality tables of one inspection rate."""
     print(f'\n-- inspecting {rate:.0%} of each kind --')
-    print('(of ceiling: caught / what the oracle catches at this rate)')
-    ceiling = rows[0][1]['all'][2]
+    print('(of ceiling: caught / what an oracle inspecting as many of each kind would catch)')
     print(f'{"method":44} {"inspected":>17} {"contraband caught":>20} {"precision":>10} '
           f'{"of ceiling":>10}')
     for name, s in rows:
         inspected, n, caught, positives = s['all']
         print(f'{name:44} {inspected:>7} ({pct(inspected, n):>6}) '
               f'{caught_cell(s["all"]):>20} {pct(caught, inspected):>10} '
-              f'{pct(caught, ceiling):>10}')
+              f'{pct(caught, ceiling(s)):>10}')
     print('\nper kind: contraband caught (share) | precision | inspection rate')
     header = ''.join(f' {k:>36}' for k in KINDS)
     print(f'{"method":44}{header}')
