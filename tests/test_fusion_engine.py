@@ -211,6 +211,9 @@ def test_no_single_item_counts_beyond_the_cap():
     assert 'radiation.gamma from rpm/portal_lane_1 reported +2.9e+06 nats, counted as +-20' \
         in decision.explanation
     assert decision.action == 'physical_inspection'  # still far above the safety floor
+    # the contribution keeps what the sensor reported (the database stores it) and what counted
+    (c,) = decision.assessment.contributions
+    assert (c.item.log_likelihood_ratio, c.contribution) == (2.9e6, 20.0)
     with pytest.raises(ValueError, match='llr_cap'):
         RiskEngine(EngineConfig(llr_cap=0.0))
 

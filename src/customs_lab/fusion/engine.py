@@ -241,9 +241,9 @@ class RiskEngine:
             prior_lo = logit(rate)
             why = 'no declaration' if declared is None else 'no declaration prior model loaded'
             prior_text = f'base rate of {KIND_NAMES[kind]}s {rate:.3g} ({why})'
-        cap, notes, items, raw_llr = self.config.llr_cap, [], [], {}
+        cap, notes, items, reported = self.config.llr_cap, [], [], {}
         for item in self.store.active(subject.key, now):
-            raw_llr[item.evidence_id] = item.log_likelihood_ratio
+            reported[item.evidence_id] = item
             if abs(item.log_likelihood_ratio) > cap:
                 notes.append(f'{item.kind} from {item.sensor_id or "?"} reported '
                              f'{item.log_likelihood_ratio:+.3g} nats, counted as +-{cap:g}'
@@ -252,9 +252,13 @@ class RiskEngine:
                     item, log_likelihood_ratio=math.copysign(cap, item.log_likelihood_ratio))
             items.append(item)
         evidence, contributions = combine(items)
+        # each contribution names the item as the sensor reported it (its LLR uncapped: the
+        # database keeps what the sensor said), and what it counted
+        contributions = tuple(dataclasses.replace(c, item=reported[c.item.evidence_id])
+                              for c in contributions)
         raw = prior_lo + evidence
         features = self.calibrator.features(
-            prior_lo, [(c.weight, raw_llr[c.item.evidence_id], c.item.kind)
+            prior_lo, [(c.weight, c.item.log_likelihood_ratio, c.item.kind)
                        for c in contributions])
         for record in self.store.records(subject.key):
             status = record.status(now)
@@ -270,7 +274,7 @@ class RiskEngine:
                                            self.config.inspection_sensitivity)
             contributions = tuple(
                 dataclasses.replace(c, contribution=calibrator.contribution(
-                    c.item.kind, c.weight, raw_llr[c.item.evidence_id]))
+                    c.item.kind, c.weight, c.item.log_likelihood_ratio))
                 for c in contributions)
             notes.append(f'calibrated {raw:+.2f} -> {log_odds:+.2f} nats from '
                          f'{sum(self.labels)} inspection results ({calibrator.describe()})')
