@@ -71,3 +71,75 @@ def test_fitting_an_empty_database_says_why(tmp_path, capsys):
     ClearanceDatabase(url).migrate()
     assert main(['risk', 'fit', '--database-url', url, '--data-dir', str(tmp_path)]) == 2
     assert 'nothing to learn from' in capsys.readouterr().err
+
+
+def inspected_decision(n: int, llr: float, seizure: bool):
+    """Return a container's decision with one portal passage and the inspection that followed."""
+    from customs_lab.clearance.records import DecisionRecord, InspectionRecord
+
+    decision_id = f'00000000-0000-4000-8000-{n:012d}'
+    decision = DecisionRecord(
+        decision_id=decision_id, subject_kind='container', subject_id=f'CSQU{n:06d}3', zone='',
+        id_valid=True, channel='RED', recommended_action='physical_inspection',
+        prior_risk=0.02, posterior_risk=0.5, posterior_log_odds=0.0, model_version='test/1',
+        decided_at=float(n), explanation='test', selection='targeted',
+        contributions=({'evidence_id': f'00000000-0000-4000-9000-{n:012d}',
+                        'kind': 'radiation.gamma', 'sensor_id': 'rpm/portal_lane_1',
+                        'log_likelihood_ratio': llr, 'weight': 1.0,
+                        'contribution': max(-20.0, min(20.0, llr)), 'explanation': 'test'},))
+    result = InspectionRecord(
+        result_id=f'00000000-0000-4000-a000-{n:012d}', subject_kind='container',
+        subject_id=decision.subject_id, zone='', declaration_id='', decision_id=decision_id,
+        officer_id='officer-1', action='physical_inspection',
+        outcome='seizure' if seizure else 'no_finding',
+        categories=('radioactive_source',) if seizure else (), findings='',
+        inspected_at=float(n) + 60.0, selection='targeted')
+    return decision, result
+
+
+def test_the_evidence_calibration_is_fitted_from_inspected_decisions_and_kept_in_the_file(
+        database_url, tmp_path, capsys):
+    from customs_lab.cli import main
+    from customs_lab.fusion.calibration import EvidenceCalibrator
+    from customs_lab.fusion.engine import EngineConfig, RiskEngine
+    from customs_lab.fusion.logodds import logit
+    from customs_lab.fusion.prior_training import fit_calibration_from_database, load_calibration
+
+    database = ClearanceDatabase(database_url, actor='test')
+    database.migrate()
+    assert fit_calibration_from_database(database)[1] == [0, 0]  # nothing inspected yet
+    cases = [(-2.0, False), (150.0, False), (1e5, True), (-1.0, False)]  # clean, NORM, source
+    records = [r for n in range(120) for r in inspected_decision(n, *cases[n % 4])]
+    database.write(records)
+    calibrator, labels = fit_calibration_from_database(database)
+    assert labels == [90, 30]
+    online = EvidenceCalibrator()
+    for n in range(120):
+        llr, seizure = cases[n % 4]
+        online.update(online.features(logit(0.02), [(1.0, llr, 'radiation.gamma')]), seizure)
+    assert calibrator.version == online.version  # what the engine would have learned online
+    assert calibrator.coefficient('radiation.gamma|excess') > 0.5
+
+    # risk fit writes it beside the prior; the engine takes it from the file
+    model = tmp_path / 'model.json'
+    history = generate_history(Scenario.load(ROOT / 'config' / 'scenarios' / 'smoke.yaml'),
+                               days=30)
+    seed_database(database, history)
+    assert main(['risk', 'fit', '--database-url', database_url, '--model', str(model)]) == 0
+    assert 'evidence calibration evcal+' in capsys.readouterr().out
+    stored, stored_labels = load_calibration(model)
+    assert stored.version == calibrator.version and stored_labels == [90, 30]
+    engine = RiskEngine(EngineConfig(calibration_min_labels=100))
+    engine.set_calibration(stored, stored_labels)
+    assert engine.calibrated and engine.components()['calibration'] == stored.version
+    with pytest.raises(ValueError, match='LLR cap'):
+        RiskEngine(EngineConfig(llr_cap=10.0)).set_calibration(stored, stored_labels)
+    assert main(['risk', 'show', '--model', str(model)]) == 0
+    assert '120 inspected decisions (30 seizures)' in capsys.readouterr().out
+    # an altered calibration is refused, naming the file
+    document = json.loads(model.read_text())
+    document['calibration']['calibrator']['mean'][0] += 0.5
+    model.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match='model.json: not a valid calibration'):
+        load_calibration(model)
+    database.dispose()

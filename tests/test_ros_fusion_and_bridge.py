@@ -244,3 +244,26 @@ def test_custom_interfaces_cross_processes_over_dds(harness):
         'xray_inspection',
     )
     assert msg.contributions[0].contribution == 1.5 and msg.explanation == 'cross-process'
+
+
+def test_the_fusion_node_takes_the_evidence_calibration_from_the_model_file(
+        harness, tmp_path, smoke_history):
+    from customs_lab.fusion.calibration import EvidenceCalibrator
+    from customs_lab.fusion.declaration_prior import DeclarationPrior
+    from customs_lab.fusion.prior_training import save_model
+    from customs_lab.simulation.history import training_records
+
+    model = DeclarationPrior(inspection_sensitivity=0.9).fit(training_records(smoke_history))
+    calibrator = EvidenceCalibrator()
+    for n in range(40):
+        calibrator.update(calibrator.features(-4.0, [(1.0, 150.0, 'radiation.gamma')]), n < 2)
+    save_model(model, tmp_path / 'declaration_prior.json', calibration=(calibrator, [38, 2]))
+    fusion = fusion_node(harness, tmp_path, calibration_min_labels=20)
+    assert fusion.engine.calibrated and fusion.engine.labels == [38, 2]
+    assert fusion.engine.components()['calibration'] == calibrator.version
+    # a calibration fitted for another cap is not used; the prior still is
+    save_model(model, tmp_path / 'other' / 'declaration_prior.json',
+               calibration=(EvidenceCalibrator(cap=5.0), [0, 0]))
+    other = fusion_node(harness, tmp_path / 'other')
+    assert other.engine.prior is not None and not other.engine.calibrated
+    assert 'evidence calibration not used' in other.model_problem

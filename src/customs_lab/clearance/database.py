@@ -422,6 +422,42 @@ class ClearanceDatabase:
             )
         return [self._inspection(row) for row in rows]
 
+    def calibration_rows(self) -> list[dict]:
+        """Return each inspected decision with what the inspection found, oldest first.
+
+        One dict per decision that an inspection result names (`decision_id`): `prior_risk`,
+        `evidence` (a list of (weight, log_likelihood_ratio, kind) as the decision counted its
+        evidence) and `seizure` (any result for it seized something). What the risk engine's
+        evidence calibrator learns from (fusion/prior_training.fit_calibration_from_database).
+        """
+        i, d, e = inspection_results, decisions, decision_evidence
+        found = (
+            sa.select(i.c.decision_id,
+                      sa.func.max(sa.case((i.c.outcome == 'seizure', 1), else_=0)).label('seized'))
+            .where(i.c.decision_id != '')
+            .group_by(i.c.decision_id)
+            .subquery()
+        )
+        query = (
+            sa.select(d.c.decision_id, d.c.prior_risk, d.c.decided_at, found.c.seized)
+            .join(found, found.c.decision_id == d.c.decision_id)
+            .order_by(d.c.decided_at, d.c.decision_id)
+        )
+        evidence_query = (
+            sa.select(e.c.decision_id, e.c.weight, e.c.log_likelihood_ratio, e.c.kind)
+            .join(found, found.c.decision_id == e.c.decision_id)
+            .order_by(e.c.decision_id, e.c.evidence_id)
+        )
+        with self.engine.connect() as connection:
+            rows = [{'decision_id': r.decision_id, 'prior_risk': float(r.prior_risk),
+                     'decided_at': float(r.decided_at), 'seizure': bool(r.seized),
+                     'evidence': []} for r in connection.execute(query)]
+            by_id = {row['decision_id']: row for row in rows}
+            for r in connection.execute(evidence_query):
+                by_id[r.decision_id]['evidence'].append(
+                    (float(r.weight), float(r.log_likelihood_ratio), r.kind))
+        return rows
+
     def training_rows(self, since: float | None = None) -> list[dict]:
         """Return every declaration with what inspections found, for a risk model to learn from.
 

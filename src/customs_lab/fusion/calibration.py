@@ -453,6 +453,40 @@ class EvidenceCalibrator:
                   for k in kinds]
         return '; '.join(parts)
 
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable state (coefficients, their precision, the settings)."""
+        return {
+            'cap': self.cap, 'max_kinds': self.max_kinds, 'prior_std': dict(self.prior_std),
+            'names': list(self.names), 'mean': self.mean.tolist(),
+            'precision': self.precision.tolist(), 'kinds': list(self.kinds),
+            'samples': self.samples, 'positives': self.positives, 'version': self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'EvidenceCalibrator':
+        """Rebuild a calibrator from `to_dict` output (checks it, and the stored version)."""
+        try:
+            std = data['prior_std']
+            calibrator = cls(float(data['cap']), std['prior'], std['intercept'], std['excess'],
+                             int(data['max_kinds']))
+            names = [str(n) for n in data['names']]
+            mean = np.array(data['mean'], dtype=float).reshape(len(names))
+            precision = np.array(data['precision'], dtype=float).reshape(len(names), len(names))
+            for name in names:
+                if calibrator._role(name) not in cls.PRIOR_MEAN:
+                    raise ValueError(f'unknown calibration feature {name!r}')
+            calibrator.names, calibrator.mean, calibrator.precision = names, mean, precision
+            calibrator.kinds = [str(k) for k in data['kinds']]
+            calibrator.samples = float(data['samples'])
+            calibrator.positives = float(data['positives'])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f'not an EvidenceCalibrator state: {error}') from error
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(precision))):
+            raise ValueError('EvidenceCalibrator state has non-finite parameters')
+        if data.get('version', calibrator.version) != calibrator.version:
+            raise ValueError(f"state version {data['version']} does not match its parameters")
+        return calibrator
+
     @property
     def version(self) -> str:
         """Return 'evcal+' and a digest of the coefficients: it changes whenever they do."""

@@ -170,6 +170,20 @@ class RiskEngine:
         """Use another declaration prior (a newly fitted model); None: base rates only."""
         self.prior = prior
 
+    def check_calibration(self, calibrator: EvidenceCalibrator, labels):
+        """Raise ValueError if a fitted calibrator does not fit this engine's configuration."""
+        if calibrator.cap != self.config.llr_cap:
+            raise ValueError(f'the calibration was fitted with an LLR cap of {calibrator.cap:g} '
+                             f'nats, this engine caps at {self.config.llr_cap:g}')
+        if len(labels) != 2 or min(labels) < 0:
+            raise ValueError(f'labels must be [clean, seizure] counts, got {labels!r}')
+
+    def set_calibration(self, calibrator: EvidenceCalibrator, labels):
+        """Use a calibrator fitted on `labels` = [clean, seizure] inspection results."""
+        self.check_calibration(calibrator, labels)
+        self.calibrator = calibrator
+        self.labels = [int(labels[0]), int(labels[1])]
+
     def declare(self, subject_key: str, declaration_id: str, features: DeclarationFeatures):
         """Remember a subject's declaration (a later one for the subject replaces it)."""
         if self.prior is not None:

@@ -63,7 +63,7 @@ from customs_lab.fusion.engine import KIND_NAMES, EngineConfig, RiskEngine
 from customs_lab.fusion.evidence_store import DEFAULT_TTL
 from customs_lab.fusion.logodds import EvidenceItem, FusionConfig
 from customs_lab.fusion.policy import PolicyConfig, default_models
-from customs_lab.fusion.prior_training import MODEL_FILE, load_model
+from customs_lab.fusion.prior_training import MODEL_FILE, load_calibration, load_model
 
 GET_DECLARATION_SERVICE = '/clearance/get_declaration'
 
@@ -232,7 +232,18 @@ class RiskFusion(Node):
             return
         self.engine.set_prior(model)
         self.model_problem = ''
-        self.get_logger().info(f'declaration prior {model.version} from {self.model_path}')
+        try:
+            calibration = load_calibration(self.model_path)
+            if calibration is not None:  # fitted on every inspection result up to the fit
+                self.engine.set_calibration(*calibration)
+        except ValueError as error:
+            calibration = None
+            self.model_problem = f'evidence calibration not used: {error}'
+            self.get_logger().error(self.model_problem)
+        self.get_logger().info(
+            f'declaration prior {model.version} from {self.model_path}'
+            + (f'; evidence calibration {calibration[0].version} from {sum(calibration[1])} '
+               'inspection results' if calibration else ''))
 
     # -- inputs ------------------------------------------------------------------------------
 

@@ -58,7 +58,12 @@ from customs_lab.common.node_support import (
     subject_to_msg,
     uuid_to_msg,
 )
-from customs_lab.fusion.prior_training import MODEL_FILE, fit_from_database, save_model
+from customs_lab.fusion.prior_training import (
+    MODEL_FILE,
+    fit_calibration_from_database,
+    fit_from_database,
+    save_model,
+)
 from customs_lab.simulation.history import ensure_history, history_config
 from customs_lab.simulation.portal_lane import PortalLane
 from customs_lab.simulation.rpm_firmware import RpmFirmware
@@ -221,13 +226,15 @@ class SiteSimulator(Node):
             f'written, {time.monotonic() - started:.1f} s)')
         try:  # what `customs-lab risk fit` does on a real site
             model = fit_from_database(database, self.sensitivity)
+            calibration = fit_calibration_from_database(database)
         except ValueError as error:
             self.get_logger().error(f'declaration prior not fitted ({error}): fusion will use '
                                     'base rates')
             return
         finally:
             database.dispose()
-        save_model(model, model_path, source=f'{database.engine.url!r} (simulated history)')
+        save_model(model, model_path, source=f'{database.engine.url!r} (simulated history)',
+                   calibration=calibration)
         self.get_logger().info(f'declaration prior {model.version} -> {model_path}')
 
     def _on_decision(self, msg: RiskDecision):
