@@ -128,6 +128,10 @@ def test_decisions_are_stored_exactly_once_with_their_evidence(database):
     later = decision('00000000-0000-0000-0000-000000000002', channel='GREEN', decided_at=20.0)
     assert database.write([later]) == [True]
     assert database.count_decisions() == 2
+    # counted among given ids (a run's own decisions, in a database that holds earlier runs')
+    assert database.count_decisions([first.decision_id, '00000000-0000-0000-0000-00000000000f',
+                                     first.decision_id]) == 1
+    assert database.count_decisions([]) == 0
     rows = database.decisions_by_subject()['CSQU3054383']
     assert [r['channel'] for r in rows] == ['RED', 'GREEN']
     with database.engine.connect() as connection:

@@ -386,10 +386,17 @@ class ClearanceDatabase:
                 None if declaration_id is None else self._declaration(connection, declaration_id)
             )
 
-    def count_decisions(self) -> int:
-        """Return the number of stored decisions."""
+    def count_decisions(self, decision_ids=None) -> int:
+        """Return the number of stored decisions (of those in `decision_ids`, if given)."""
+        query = sa.select(sa.func.count()).select_from(decisions)
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).select_from(decisions)).scalar()
+            if decision_ids is None:
+                return connection.execute(query).scalar()
+            ids, found = sorted(set(decision_ids)), 0
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                found += connection.execute(
+                    query.where(decisions.c.decision_id.in_(ids[start:start + 500]))).scalar()
+            return found
 
     def count_declarations(self, prefix: str = '') -> int:
         """Return the number of stored declarations whose id starts with `prefix`."""

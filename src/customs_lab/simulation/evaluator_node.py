@@ -28,6 +28,7 @@ from customs_lab.common.node_support import (
     Diagnostics,
     declare,
     msg_to_subject,
+    msg_to_uuid,
     run_node,
 )
 from customs_lab.common.subjects import SubjectKind
@@ -52,6 +53,7 @@ class Evaluator(Node):
         )
         self.evaluation = Evaluation()
         self.decisions_received = 0
+        self.decision_ids = set()  # this run's decisions, to find in the database
         self.status = None
         self.finished_at = None
         self._last_progress = -1
@@ -82,6 +84,7 @@ class Evaluator(Node):
     def on_decision(self, msg: RiskDecision):
         """Record a decision (the latest one per subject counts)."""
         self.decisions_received += 1
+        self.decision_ids.add(str(msg_to_uuid(msg.decision_id)))
         self.evaluation.add_decision(
             msg_to_subject(msg.subject).key,
             msg.channel,
@@ -134,9 +137,9 @@ class Evaluator(Node):
         database = ClearanceDatabase(self.database_url)
         try:
             deadline = time.monotonic() + 10.0
-            while True:
-                stored = database.count_decisions()
-                if stored >= self.decisions_received or time.monotonic() > deadline:
+            while True:  # this run's decisions (the database may hold earlier runs')
+                stored = database.count_decisions(self.decision_ids)
+                if stored >= len(self.decision_ids) or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
             result = database.verify_audit()
