@@ -243,35 +243,30 @@ def _pair_shape(energy_kev):
     return out
 
 
-def _element_mass_attenuation(element: str, energy_kev: np.ndarray, coherent: bool) -> np.ndarray:
-    """Return mu/rho (cm^2/g) of one element (with or without coherent scattering)."""
-    result = np.empty_like(energy_kev)
+def _element_components(element: str, energy_kev: np.ndarray) -> dict:
+    """Return mu/rho (cm^2/g) of one element by process: photo, incoh, coh, pair."""
+    out = {name: np.zeros_like(energy_kev) for name in ('photo', 'incoh', 'coh', 'pair')}
     low = energy_kev <= _ELAM_MAX_KEV
     if np.any(low):
         energy_ev = energy_kev[low] * 1000.0
-        if coherent:
-            result[low] = xraydb.mu_elam(element, energy_ev, kind='total')
-        else:
-            result[low] = xraydb.mu_elam(element, energy_ev, kind='photo') + xraydb.mu_elam(
-                element, energy_ev, kind='incoh'
-            )
+        for name in ('photo', 'incoh', 'coh'):
+            out[name][low] = xraydb.mu_elam(element, energy_ev, kind=name)
     high = ~low
     if np.any(high):
         energy = energy_kev[high]
         ref = _ELAM_MAX_KEV
         ref_ev = np.array([600.0, ref]) * 1000.0
         incoherent = float(xraydb.mu_elam(element, ref_ev[1:], kind='incoh')[0])
-        value = incoherent * _klein_nishina(energy) / _klein_nishina(ref)
+        out['incoh'][high] = incoherent * _klein_nishina(energy) / _klein_nishina(ref)
         photo_600, photo_ref = (float(v) for v in xraydb.mu_elam(element, ref_ev, kind='photo'))
         if photo_ref > 0 and photo_600 > photo_ref:
             slope = math.log(photo_600 / photo_ref) / math.log(ref / 600.0)
             q = _PHOTO_SLOPE_RELAXATION
-            value = value + photo_ref * np.exp(
+            out['photo'][high] = photo_ref * np.exp(
                 -(np.log(energy / ref) + (slope - 1.0) / q * (1.0 - (ref / energy) ** q))
             )
-        if coherent:
-            coh = float(xraydb.mu_elam(element, ref_ev[1:], kind='coh')[0])
-            value = value + coh * (ref / energy) ** 2
+        coh = float(xraydb.mu_elam(element, ref_ev[1:], kind='coh')[0])
+        out['coh'][high] = coh * (ref / energy) ** 2
         z = xraydb.atomic_number(element)
         per_atom = (
             _FINE_STRUCTURE
@@ -279,9 +274,29 @@ def _element_mass_attenuation(element: str, energy_kev: np.ndarray, coherent: bo
             * (z * z * (1.0 + _PAIR_COULOMB * (z / 82.0) ** 2) + z)
             * _pair_shape(energy)
         )
-        value = value + per_atom * _AVOGADRO / xraydb.atomic_mass(element)
-        result[high] = value
-    return result
+        out['pair'][high] = per_atom * _AVOGADRO / xraydb.atomic_mass(element)
+    return out
+
+
+def _element_mass_attenuation(element: str, energy_kev: np.ndarray, coherent: bool) -> np.ndarray:
+    """Return mu/rho (cm^2/g) of one element (with or without coherent scattering)."""
+    parts = _element_components(element, energy_kev)
+    total = parts['incoh'] + parts['photo'] + parts['pair']
+    return total + parts['coh'] if coherent else total
+
+
+def mass_attenuation_components(material: str, energy_kev) -> dict:
+    """Return mu/rho (cm^2/g) of a material by process: 'photo', 'incoh', 'coh', 'pair'.
+
+    The same tables and extension as `mass_attenuation` (which is their sum): what a detector
+    model needs to know how a photon's first interaction deposits its energy.
+    """
+    energy = _energies(energy_kev)
+    out = {name: np.zeros_like(energy) for name in ('photo', 'incoh', 'coh', 'pair')}
+    for element, fraction in _composition(material):
+        for name, value in _element_components(element, energy).items():
+            out[name] += fraction * value
+    return out
 
 
 @lru_cache(maxsize=4096)
