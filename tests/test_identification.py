@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from customs_lab.radiation.identification import CATEGORIES, LIBRARY, identify
+from customs_lab.radiation.identification import CATEGORIES, LIBRARY, apply_gain, identify
 from customs_lab.radiation.physics import Shield, gamma_lines, transmission
 from customs_lab.radiation.spectrometer import Spectrometer
 
@@ -93,3 +93,27 @@ def test_bad_spectra_are_refused():
         identify(np.where(np.arange(len(good)) == 5, -1, good), LIVE, BACKGROUND, DETECTOR)
     with pytest.raises(ValueError, match='background'):
         identify(good, LIVE, np.zeros_like(BACKGROUND), DETECTOR)
+
+
+def test_gain_drift_is_found_on_the_background_and_corrected():
+    from customs_lab.radiation.identification import estimate_gain, rebin_for_gain
+
+    rng = np.random.default_rng(21)
+    for gain in (0.96, 1.0, 1.03, 1.05):
+        # two minutes of the empty lane
+        accumulated = rng.poisson(apply_gain(BACKGROUND * 120.0, DETECTOR, gain))
+        assert estimate_gain(accumulated, BACKGROUND, DETECTOR) == pytest.approx(gain, abs=0.004)
+    # rebinning with the gain puts the drifted spectrum back where the calibration expects it
+    back = rebin_for_gain(apply_gain(BACKGROUND * 120.0, DETECTOR, 1.05), DETECTOR, 1.05)
+    inside = (DETECTOR.centres_kev > 100) & (DETECTOR.centres_kev < 2800)
+    assert np.allclose(back[inside], BACKGROUND[inside] * 120.0, rtol=0.03, atol=1.0)
+    # a 4 % drift breaks identification unless it is corrected
+    expected = apply_gain(BACKGROUND * LIVE + 1500.0 * DETECTOR.response([(661.657, 1.0)])
+                          / DETECTOR.response([(661.657, 1.0)]).sum(), DETECTOR, 1.04)
+    results = [identify(rng.poisson(expected), LIVE, BACKGROUND, DETECTOR, gain=g)
+               for g in (1.0, 1.04) for _ in range(5)]
+    wrong = [r for r in results[:5] if [i.nuclide for i in r.identified] != ['Cs-137']]
+    right = [r for r in results[5:] if [i.nuclide for i in r.identified] == ['Cs-137']]
+    assert len(wrong) >= 3 and len(right) == 5
+    with pytest.raises(ValueError, match='gain'):
+        identify(rng.poisson(expected), LIVE, BACKGROUND, DETECTOR, gain=3.0)
