@@ -47,6 +47,8 @@ import numpy as np
 from scipy.special import ndtr
 
 from customs_lab.radiation.physics import (
+    PVT_DENSITY,
+    PVT_FORMULA,
     gamma_lines,
     mass_attenuation,
     mass_attenuation_components,
@@ -68,7 +70,11 @@ SCATTERED_TO_DIRECT = 1.5  # scattered photon flux per unscattered one, for a bu
 
 @dataclass(frozen=True)
 class Spectrometer:
-    """A NaI(Tl) crystal and its electronics (dimensions in m)."""
+    """A scintillator and its electronics (dimensions in m); NaI(Tl) by default.
+
+    `pvt_panel()` gives a portal's plastic panel: the same model, with polyvinyltoluene (no
+    photopeak to speak of: a Compton continuum) and its poor resolution.
+    """
 
     width: float = 0.10  # face, m (a 4 x 4 x 16 inch log seen from its side: 0.10 x 0.40 m)
     height: float = 0.40
@@ -78,6 +84,8 @@ class Spectrometer:
     resolution_662: float = 0.07  # FWHM / E at 662 keV
     noise_kev: float = 5.0  # FWHM of the electronic noise
     lld_kev: float = 30.0  # lower-level discriminator
+    material: str = NAI_FORMULA
+    density: float = NAI_DENSITY  # g/cm^3
 
     def __post_init__(self):
         for name in ('width', 'height', 'depth', 'max_kev', 'noise_kev'):
@@ -90,6 +98,17 @@ class Spectrometer:
             raise ValueError(f'resolution_662 must be in [0.005, 0.5], got {self.resolution_662}')
         if not 0.0 <= self.lld_kev < self.max_kev:
             raise ValueError(f'lld_kev must be in [0, max_kev), got {self.lld_kev!r}')
+        if not (math.isfinite(self.density) and self.density > 0):
+            raise ValueError(f'density must be finite and > 0, got {self.density!r}')
+        mass_attenuation_components(self.material, [662.0])  # ValueError if unknown
+
+    @classmethod
+    def pvt_panel(cls, width=0.38, height=1.5, depth=0.05, channels=256,
+                  resolution_662=0.30, lld_kev=60.0) -> 'Spectrometer':
+        """Return a portal's PVT panel (0.38 x 1.5 x 0.05 m by default) as a spectrometer."""
+        return cls(width=width, height=height, depth=depth, channels=channels,
+                   resolution_662=resolution_662, noise_kev=20.0, lld_kev=lld_kev,
+                   material=PVT_FORMULA, density=PVT_DENSITY)
 
     @property
     def face_area_cm2(self) -> float:
@@ -150,8 +169,8 @@ def _tables(spectrometer: Spectrometer) -> dict:
     """Return the crystal's coefficients (1/cm) and probabilities on the fine energy grid."""
     s = spectrometer
     energies = np.arange(1.0, s.max_kev + 2.0 * FINE_KEV, FINE_KEV)
-    parts = mass_attenuation_components(NAI_FORMULA, energies)
-    mu = {k: parts[k] * NAI_DENSITY for k in ('photo', 'incoh', 'pair')}
+    parts = mass_attenuation_components(s.material, energies)
+    mu = {k: parts[k] * s.density for k in ('photo', 'incoh', 'pair')}
     total = mu['photo'] + mu['incoh'] + mu['pair']
     volume = s.width * s.height * s.depth
     surface = 2.0 * (s.width * s.height + s.width * s.depth + s.height * s.depth)
@@ -199,7 +218,8 @@ def _deposits(spectrometer: Spectrometer, energy_kev: float) -> np.ndarray:
         return out
     photo, compton, pair = (float(_at(table, k, e)) / total for k in ('photo', 'incoh', 'pair'))
     # photoelectric: the full energy, or E - 28.6 keV when the iodine K X-ray escapes
-    k_escape = IODINE_K_ESCAPE if IODINE_K_BINDING_KEV < e < 150.0 else 0.0
+    iodine = spectrometer.material == NAI_FORMULA
+    k_escape = IODINE_K_ESCAPE if iodine and IODINE_K_BINDING_KEV < e < 150.0 else 0.0
     out[n] += interact * photo * (1.0 - k_escape)
     if k_escape:
         out[int((e - IODINE_K_XRAY_KEV) / FINE_KEV)] += interact * photo * k_escape
