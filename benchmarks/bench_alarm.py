@@ -129,9 +129,15 @@ def main():
         for label, speed in SPEEDS.items():
             pd = detection(rng, panels, rates, config, speed, height, options.trials)
             cells = ', '.join(f'{a / 1e3:g} kBq {100 * v:.0f} %' for a, v in pd.items())
+            at = activity_at(pd)
+            if math.isnan(at) and min(pd.values()) >= 0.95:
+                reached = f'at or below {min(pd) / 1e3:g} kBq, the weakest tried'
+            elif math.isnan(at):
+                reached = 'not reached in the activities tried'
+            else:
+                reached = f'at {at / 1e3:.0f} kBq ({at / 3.7e4:.2f} uCi)'
             print(f'  Cs-137 {label}, {height:.1f} m high at the lane centre: PD {cells}; '
-                  f'95 % detection at {activity_at(pd) / 1e3:.0f} kBq '
-                  f'({activity_at(pd) / 3.7e4:.2f} uCi)')
+                  f'95 % detection {reached}')
 
 
 if __name__ == '__main__':
