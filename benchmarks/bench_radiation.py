@@ -44,8 +44,6 @@ from customs_lab.radiation.physics import (
     PointSource,
     Shield,
     expected_count_rates,
-    gamma_lines,
-    transmission,
 )
 from customs_lab.radiation.spectrometer import Spectrometer
 
@@ -59,12 +57,7 @@ BOX = ([0.0, -1.2, 0.1], [12.0, 1.2, 2.5])
 
 def source_shape(detector, nuclide, shield):
     """Return the normalised expected spectrum of a nuclide behind a shield (None: bare)."""
-    lines = gamma_lines(nuclide, min_energy_kev=20.0, min_yield=1e-6)
-    energies = np.array([line.energy_kev for line in lines])
-    through = np.array([line.yield_per_decay for line in lines])
-    if shield is not None:
-        through = through * transmission((shield,), energies)
-    response = detector.response(zip(energies.tolist(), through.tolist(), strict=True))
+    response = detector.nuclide_response(nuclide, (shield,) if shield is not None else ())
     return response / response.sum()
 
 

@@ -9,7 +9,7 @@ from customs_lab.radiation.energy_windows import (
     templates,
     window_counts,
 )
-from customs_lab.radiation.physics import Shield, gamma_lines, transmission
+from customs_lab.radiation.physics import Shield
 from customs_lab.radiation.spectrometer import Spectrometer
 
 PANEL = Spectrometer.pvt_panel()
@@ -17,13 +17,9 @@ BACKGROUND = window_counts(PANEL.natural_background(), PANEL) * 4 * 3.0  # 4 pan
 
 
 def excess_shape(nuclide, shield=None):
-    lines = gamma_lines(nuclide, min_energy_kev=20.0, min_yield=1e-5)
-    energies = np.array([line.energy_kev for line in lines])
-    yields = np.array([line.yield_per_decay for line in lines])
-    if shield is not None:
-        yields = yields * transmission((shield,), energies)
-    counts = window_counts(PANEL.response(zip(energies.tolist(), yields.tolist(), strict=True)),
-                           PANEL)
+    response = PANEL.nuclide_response(nuclide, (shield,) if shield is not None else (),
+                                      min_yield=1e-5)
+    counts = window_counts(response, PANEL)
     return counts / counts.sum()
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from customs_lab.radiation.identification import CATEGORIES, LIBRARY, apply_gain, identify
-from customs_lab.radiation.physics import Shield, gamma_lines, transmission
+from customs_lab.radiation.physics import Shield
 from customs_lab.radiation.spectrometer import Spectrometer
 
 DETECTOR = Spectrometer()
@@ -16,12 +16,7 @@ def spectrum(rng, sources, live=LIVE, background_scale=1.0):
     """Return Poisson counts: background plus {nuclide: (source counts, shield or None)}."""
     expected = BACKGROUND * live * background_scale
     for nuclide, (counts, shield) in sources.items():
-        lines = gamma_lines(nuclide, min_energy_kev=20.0, min_yield=1e-6)
-        energies = np.array([line.energy_kev for line in lines])
-        through = np.array([line.yield_per_decay for line in lines])
-        if shield is not None:
-            through = through * transmission((shield,), energies)
-        response = DETECTOR.response(zip(energies.tolist(), through.tolist(), strict=True))
+        response = DETECTOR.nuclide_response(nuclide, (shield,) if shield is not None else ())
         expected = expected + counts * response / response.sum()
     return rng.poisson(expected)
 

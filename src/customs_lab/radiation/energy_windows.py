@@ -25,7 +25,7 @@ import math
 import numpy as np
 from scipy.optimize import brentq
 
-from customs_lab.radiation.physics import Shield, gamma_lines, transmission
+from customs_lab.radiation.physics import Shield
 from customs_lab.radiation.spectrometer import Spectrometer
 
 WINDOWS_KEV = ((60.0, 250.0), (250.0, 600.0), (600.0, 3000.0))
@@ -54,17 +54,9 @@ def templates(spectrometer: Spectrometer, windows=WINDOWS_KEV) -> dict:
     for group, nuclides, covers in (('threat', THREATS, THREAT_COVERS),
                                     ('norm', NORM, NORM_COVERS)):
         for nuclide in nuclides:
-            lines = gamma_lines(nuclide, min_energy_kev=20.0, min_yield=1e-5)
-            energies = np.array([line.energy_kev for line in lines])
-            yields = np.array([line.yield_per_decay for line in lines])
             for name, material, density, thickness in covers:
-                if thickness:
-                    yields_through = yields * transmission(
-                        (Shield(material, density, thickness),), energies)
-                else:
-                    yields_through = yields
-                response = spectrometer.response(
-                    zip(energies.tolist(), yields_through.tolist(), strict=True))
+                shields = (Shield(material, density, thickness),) if thickness else ()
+                response = spectrometer.nuclide_response(nuclide, shields, min_yield=1e-5)
                 counts = window_counts(response, spectrometer, windows)
                 if counts.sum() > 0:
                     out[group][f'{nuclide} {name}'] = counts / counts.sum()

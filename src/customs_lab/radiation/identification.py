@@ -37,7 +37,7 @@ import math
 import numpy as np
 from scipy.stats import chi2
 
-from customs_lab.radiation.physics import Shield, gamma_lines, transmission
+from customs_lab.radiation.physics import Shield, gamma_lines
 from customs_lab.radiation.spectrometer import Spectrometer
 
 CATEGORIES = {
@@ -99,14 +99,12 @@ def templates(spectrometer: Spectrometer, library: tuple = LIBRARY,
     """
     rows, labels = [], []
     for nuclide in library:
-        lines = gamma_lines(nuclide, min_energy_kev=20.0, min_yield=1e-6)
-        energies = np.array([line.energy_kev for line in lines])
-        yields = np.array([line.yield_per_decay for line in lines])
+        emitted = sum(line.yield_per_decay
+                      for line in gamma_lines(nuclide, min_energy_kev=20.0, min_yield=1e-6))
         for name, material, density, thickness in shieldings:
             shields = (Shield(material, density, thickness),) if thickness else ()
-            through = yields * (transmission(shields, energies) if shields else 1.0)
-            row = spectrometer.response(zip(energies.tolist(), through.tolist(), strict=True))
-            if row.sum() > 1e-6 * yields.sum():
+            row = spectrometer.nuclide_response(nuclide, shields)
+            if row.sum() > 1e-6 * emitted:
                 rows.append(row / row.sum())
                 labels.append((nuclide, name))
     matrix = np.array(rows)

@@ -52,6 +52,7 @@ from customs_lab.radiation.physics import (
     gamma_lines,
     mass_attenuation,
     mass_attenuation_components,
+    transmission,
 )
 
 ELECTRON_MASS_KEV = 510.99895
@@ -154,6 +155,19 @@ class Spectrometer:
         if peaks:
             out += np.asarray(peak_rates) @ _smear(self, np.asarray(peaks))
         return out
+
+    def nuclide_response(self, nuclide: str, shields=(), min_yield: float = 1e-6) -> np.ndarray:
+        """Return counts per channel per decay of `nuclide` whose photons all cross the face.
+
+        Its lines above 20 keV (ICRP-107, progeny in equilibrium) through `shields` (narrow
+        beam): the detector's response to a source of it, up to the geometry factor.
+        """
+        lines = gamma_lines(nuclide, min_energy_kev=20.0, min_yield=min_yield)
+        energies = np.array([line.energy_kev for line in lines])
+        through = np.array([line.yield_per_decay for line in lines])
+        if shields:
+            through = through * transmission(tuple(shields), energies)
+        return self.response(zip(energies.tolist(), through.tolist(), strict=True))
 
     def natural_background(self) -> np.ndarray:
         """Return the terrestrial background (counts/s per channel) 1 m above average soil."""
