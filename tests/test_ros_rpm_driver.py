@@ -108,3 +108,91 @@ def test_driver_refuses_a_bad_subject_kind(harness):
     )
     driver.trigger_configure()
     assert driver._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+
+
+def test_driver_publishes_spectra_windows_and_a_status_per_spectrometer(harness, tmp_path):
+    import numpy as np
+
+    from customs_interfaces.msg import GammaSpectrum
+    from customs_lab.radiation import protocol
+    from customs_lab.radiation.rpm_driver_node import RpmDriver
+    from customs_lab.simulation.portal_lane import LaneEvent, LaneFrame
+    from customs_lab.simulation.rpm_firmware import RpmFirmware
+    from customs_lab.site.layout import SpectrometerSpec
+
+    nai = SpectrometerSpec('nai_left', (0.3, 0.5, 1.0), (0, -1, 0), 0.1, 0.4, 0.1, 64, 3000.0,
+                           0.07, -0.003)
+    link = tmp_path / 'dev' / 'rpm_spectra'
+    firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-S', ['left', 'right'], (60.0, 600.0, 3000.0),
+                           [nai], spectrum_period=0.5)
+    driver = harness.add(
+        RpmDriver(
+            context=harness.context,
+            parameter_overrides=[
+                Parameter('port', value=str(link)),
+                Parameter('sensor_id', value='rpm/spectra'),
+                Parameter('subject_kind', value='parcel'),
+                Parameter('reconnect_period', value=0.1),
+            ],
+        )
+    )
+    driver.trigger_configure()
+    driver.trigger_activate()
+    listener = harness.node('listener')
+    counts, spectra, diagnostics = [], [], []
+    listener.create_subscription(RadiationCounts, 'counts', counts.append, 100)
+    listener.create_subscription(GammaSpectrum, 'spectrum', spectra.append, 100)
+    listener.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 100)
+
+    def status_answered():
+        firmware.poll_host(500)
+        return driver.window_edges == (60.0, 600.0, 3000.0) and 'nai_left' in driver.detectors
+
+    assert harness.spin_until(status_answered, 5.0)
+    rng = np.random.default_rng(4)
+    sent = []
+    for tick in range(10):
+        spectrum = rng.poisson(3.0, 64)
+        sent.append(spectrum)
+        events = (LaneEvent(True, 'RR123456785KR', 0.52),) if tick == 0 else ()
+        frame = LaneFrame(np.array([30, 40]), 0.1, True, events,
+                          windows=np.array([[20, 9], [25, 14]]), spectra={'nai_left': spectrum})
+        firmware.send_frame(1000 + 100 * tick, frame)
+        if tick == 6:  # a spectrum line whose data is not Z32: counted, nothing else lost
+            body = b'RPMG,77,1,nai_left,500,500,1,Z32,@@@@'
+            os.write(firmware._master,
+                     b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode() + b'\r\n')
+    assert harness.spin_until(lambda: len(counts) == 10 and len(spectra) == 2, 5.0)
+    assert driver.decoder.errors['content'] == 1
+    first = counts[0]
+    assert first.window_edges_kev.tolist() == [60.0, 600.0, 3000.0]
+    assert first.gamma_window_counts.tolist() == [20, 9, 25, 14]
+    assert first.subject_speed == pytest.approx(0.52) and first.subject.id == 'RR123456785KR'
+    assert spectra[0].detector_id == 'nai_left' and spectra[0].sensor_id == 'rpm/spectra'
+    assert spectra[0].counts.tolist() == np.sum(sent[:5], axis=0).tolist()
+    assert spectra[1].counts.tolist() == np.sum(sent[5:], axis=0).tolist()
+    assert spectra[0].live_time == pytest.approx(0.5) and spectra[0].occupied
+    assert spectra[0].energy_calibration.tolist() == pytest.approx([0.0, 3000.0 / 64])
+    assert spectra[0].gain == pytest.approx(1.0) and spectra[0].subject.id == 'RR123456785KR'
+
+    def detector_ok():
+        firmware.send_status(2500)
+        firmware.send_frame(2600, LaneFrame(np.array([3, 4]), 0.5, False, (),
+                                            np.array([[2, 1], [3, 1]]),
+                                            {'nai_left': np.ones(64, dtype=int)}))
+        found = statuses(diagnostics[-2:], 'rpm/spectra/nai_left')
+        return any(s.level == DiagnosticStatus.OK and s.hardware_id == 'rpm/spectra/nai_left'
+                   for s in found)
+
+    assert harness.spin_until(detector_ok, 10.0)
+    # the gain command reaches the device, which reports the new setting
+    os.write(driver_port := os.open(str(link), os.O_WRONLY | os.O_NOCTTY),
+             protocol.encode(protocol.SetGain('nai_left', 1.02)))
+    os.close(driver_port)
+    assert harness.spin_until(
+        lambda: (firmware.poll_host(2700) or True)
+        and driver.detectors['nai_left'][0].gain == pytest.approx(1.02),
+        5.0,
+    )
+    driver.trigger_deactivate()
+    firmware.close()

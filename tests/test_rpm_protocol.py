@@ -111,3 +111,64 @@ def test_the_documented_example_lines_are_valid():
     assert len(lines) == 4
     frames = [protocol.parse_line(line.encode()) for line in lines]
     assert isinstance(frames[2], protocol.OccupancyFrame) and frames[2].subject_id == 'CSQU3054383'
+
+
+SPECTRUM = protocol.SpectrumFrame(
+    44, 125000, 'nai_left', 0.987, 1.0, True, tuple(range(1024)) + (4_294_967_295,)
+)
+V2_FRAMES = [
+    protocol.CountsFrame(45, 125100, 0.1, False, (210, 198), ((100, 80, 30), (90, 70, 38))),
+    protocol.OccupancyFrame(46, 125200, True, 'CSQU3054383', 2.2),
+    protocol.StatusFrame(
+        47, 125300, 'CL-RPM-4P', 'SN1', 1100.0, 24.5, ('l', 'r'), (60.0, 250.0, 600.0, 3000.0)
+    ),
+    SPECTRUM,
+    protocol.DetectorStatusFrame(48, 125400, 'nai_left', 850.0, 21.25, 1.0125, 1024, 3000.0),
+    protocol.SetGain('nai_left', 0.98765),
+]
+
+
+@pytest.mark.parametrize('frame', V2_FRAMES)
+def test_version_2_round_trip(frame):
+    assert protocol.parse_line(protocol.encode(frame)) == frame
+
+
+def test_spectrum_line_is_compact_and_fits_a_line():
+    background = np.random.default_rng(3).poisson(np.linspace(5, 0.1, 1024))
+    frame = protocol.SpectrumFrame(1, 2, 'nai_left', 1.0, 1.0, False, tuple(background))
+    line = protocol.encode(frame)
+    assert len(line) < 2500 < protocol.MAX_LINE  # 4 KiB raw: zlib keeps a background small
+    decoder = protocol.LineDecoder()
+    assert decoder.feed(line[:100]) == [] and decoder.feed(line[100:]) == [frame]
+
+
+@pytest.mark.parametrize(
+    'body',
+    [
+        b'RPMC,1,2,100,0,5:3:3,6:1:1',  # window counts above the gross count
+        b'RPMC,1,2,100,0,5:1:1,6:1',  # channels with different numbers of windows
+        b'RPMO,1,2,1,CSQU3054383,-1.0',  # negative speed
+        b'RPMO,1,2,1,CSQU3054383,nan',
+        b'RPMS,1,2,M,S,1100.0,24.0,a;b,60;50',  # window edges that do not increase
+        b'RPMG,1,2,nai,1000,1000,0,Z32,not-base64!',
+        b'RPMG,1,2,nai,1000,1000,0,RAW,AAAA',  # unknown encoding
+        b'RPMD,1,2,nai,850,21,0,1024,3000',  # zero gain
+        b'RPMX,GAIN,nai,5.0',  # gain outside 0.5-2
+    ],
+)
+def test_bad_version_2_content_is_a_content_error(body):
+    line = b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode()
+    with pytest.raises(protocol.ProtocolError) as error:
+        protocol.parse_line(line)
+    assert error.value.kind == 'content'
+
+
+def test_a_compressed_spectrum_cannot_inflate_without_bound():
+    import base64
+    import zlib
+
+    bomb = base64.b64encode(zlib.compress(bytes(4 * protocol.MAX_CHANNELS + 64))).decode()
+    with pytest.raises(ValueError):
+        protocol.decode_counts(bomb)
+    with pytest.raises(ValueError):  # truncated stream
+        protocol.decode_counts(base64.b64encode(zlib.compress(bytes(400))[:-4]).decode())

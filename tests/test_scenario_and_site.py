@@ -243,3 +243,36 @@ def test_smoke_scenario_keeps_its_character():
     assert has(SubjectKind.PARCEL, 'radioactive_source')
     assert has(SubjectKind.CONTAINER, 'norm_cargo')  # K-40 fertiliser: the honest false alarm
     assert any(any(i.category == 'narcotics' for i in s.truth) for s in traffic)
+
+
+def test_a_loaded_container_shadows_the_portal_from_part_of_its_background():
+    """Baseline suppression: 5-30 % for loaded trucks (Lo Presti et al., NIM A 2006)."""
+    import dataclasses
+
+    from customs_lab.common import iso6346
+    from customs_lab.common.subjects import Subject, SubjectKind
+    from customs_lab.simulation.portal_lane import PortalLane
+    from customs_lab.simulation.scenario import SimSubject, TrueItem
+
+    spec = load_site(ROOT / 'config' / 'site.yaml').portals['portal_lane_1']
+
+    def dip(material, density):
+        sim = SimSubject(
+            subject=Subject(SubjectKind.CONTAINER, iso6346.make_number('CSQ', 1, 'U')),
+            arrival=0.0, device='portal_lane_1', declaration_id='D', declarant_id='TRD100',
+            origin_country='CN', declared=(), gross_mass=1.0, declared_arrival=0.0,
+            filed_at=0.0, size=(12.03, 2.35, 2.39), cargo_material=material,
+            cargo_density=density, truth=(TrueItem('goods', 'x', False),))
+        lane = PortalLane(dataclasses.replace(spec), np.random.default_rng(0))
+        lane.enqueue(sim)
+        totals = []
+        for k in range(1, 400):
+            frame = lane.step(k * spec.frame_period)
+            if frame.occupied:
+                totals.append(frame.counts.sum())
+        background = sum(p.background for p in spec.panels) * spec.frame_period
+        return 1.0 - np.median(totals) / background
+
+    light, dense = dip('C6H10O5', 0.05), dip('Fe', 1.2)
+    assert 0.0 < light < dense
+    assert 0.05 < dense < 0.30

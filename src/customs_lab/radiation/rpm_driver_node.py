@@ -1,9 +1,12 @@
 """Radiation portal monitor driver: a lifecycle node reading the RPM serial protocol (pyserial).
 
 Publishes each counts frame as customs_interfaces/RadiationCounts on `counts` (in the device's
-namespace), with the lane's occupancy and the subject id the lane reader read, and one status per
-device on /diagnostics: link state, frames, CRC and framing errors, lost frames (sequence gaps),
-high voltage and temperature. Serial I/O runs on its own thread, never on the executor. A cable
+namespace), with its energy-window counts, the lane's occupancy, the subject id the lane reader
+read and the speed the lane measured; each spectrometer's spectrum as
+customs_interfaces/GammaSpectrum on `spectrum`; and on /diagnostics one status for the device
+(link state, frames, CRC and framing errors, lost frames (sequence gaps), high voltage and
+temperature) and one per spectrometer (spectra received, count rate, gain setting, high
+voltage, crystal temperature). Serial I/O runs on its own thread, never on the executor. A cable
 that is unplugged (port gone, read error) is reopened every `reconnect_period` seconds; corrupt
 lines are counted and dropped, good ones around them are kept.
 
@@ -12,6 +15,7 @@ deactivate (stop reading, close the port), cleanup. With autostart (default) the
 and activates itself, as a lifecycle manager would.
 """
 
+import math
 import pathlib
 import threading
 import time
@@ -20,13 +24,14 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 import serial
 
-from customs_interfaces.msg import RadiationCounts
+from customs_interfaces.msg import GammaSpectrum, RadiationCounts
 from customs_lab.common.data_dir import data_dir
 from customs_lab.common.node_support import Diagnostics, declare, run_node, subject_to_msg
 from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.radiation import protocol
 
 ERROR_HOLD = 5.0  # s a bad line or lost frame keeps the device's status at WARN
+SPECTRUM_SILENCE = 5.0  # wall s without a spectrum before a known spectrometer is reported silent
 
 
 def resolve_port(port: str, data_directory: str = '') -> str:
@@ -100,6 +105,9 @@ class RpmDriver(LifecycleNode):
         self._publisher = self.create_lifecycle_publisher(
             RadiationCounts, 'counts', QoSProfile(depth=100)
         )
+        self._spectrum_publisher = self.create_lifecycle_publisher(
+            GammaSpectrum, 'spectrum', QoSProfile(depth=20)
+        )
         if self.diagnostics is None:
             self.diagnostics = Diagnostics(self)
         self._reset_stats()
@@ -124,7 +132,8 @@ class RpmDriver(LifecycleNode):
         self._stop_thread()
         if self._publisher is not None:
             self.destroy_lifecycle_publisher(self._publisher)
-            self._publisher = None
+            self.destroy_lifecycle_publisher(self._spectrum_publisher)
+            self._publisher = self._spectrum_publisher = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
@@ -140,12 +149,22 @@ class RpmDriver(LifecycleNode):
 
     # serial I/O (reader thread) ------------------------------------------------------------
     def _reset_stats(self):
-        self.stats = {'frames': 0, 'lost_frames': 0, 'reconnects': 0, 'status_lines': 0}
+        self.stats = {
+            'frames': 0,
+            'lost_frames': 0,
+            'reconnects': 0,
+            'status_lines': 0,
+            'spectra': 0,
+            'window_mismatches': 0,
+        }
         self.decoder = protocol.LineDecoder()
         self.panel_ids = ()
+        self.window_edges = ()
         self.device_status = None
+        self.detectors = {}  # detector id -> (last DetectorStatusFrame, spectra, last wall s)
         self._expected_seq = None
         self._subject_id = ''
+        self._speed = math.nan
         self._last_line = None
         self._link_state = 'closed'
         self._problems_seen = 0
@@ -198,8 +217,8 @@ class RpmDriver(LifecycleNode):
         return link
 
     def _handle(self, frame):
-        if isinstance(frame, protocol.StatusRequest):
-            return
+        if isinstance(frame, protocol.StatusRequest | protocol.SetGain):
+            return  # host-to-device lines echoed back: not the device's
         if self._expected_seq is not None and frame.seq != self._expected_seq:
             self.stats['lost_frames'] += (frame.seq - self._expected_seq) % 2**32
         self._expected_seq = (frame.seq + 1) % 2**32
@@ -207,11 +226,21 @@ class RpmDriver(LifecycleNode):
             self.stats['status_lines'] += 1
             self.device_status = frame
             self.panel_ids = frame.panel_ids
+            self.window_edges = frame.window_edges_kev
         elif isinstance(frame, protocol.OccupancyFrame):
             self._subject_id = frame.subject_id if frame.occupied else ''
+            self._speed = frame.speed if frame.occupied else math.nan
         elif isinstance(frame, protocol.CountsFrame):
             self.stats['frames'] += 1
             self._publish_counts(frame)
+        elif isinstance(frame, protocol.DetectorStatusFrame):
+            _, spectra, seen = self.detectors.get(frame.detector_id, (None, 0, None))
+            self.detectors[frame.detector_id] = (frame, spectra, seen)
+        elif isinstance(frame, protocol.SpectrumFrame):
+            self.stats['spectra'] += 1
+            status, spectra, _ = self.detectors.get(frame.detector_id, (None, 0, None))
+            self.detectors[frame.detector_id] = (status, spectra + 1, time.monotonic())
+            self._publish_spectrum(frame, status)
 
     def _publish_counts(self, frame: protocol.CountsFrame):
         msg = RadiationCounts(
@@ -229,10 +258,39 @@ class RpmDriver(LifecycleNode):
             else tuple(f'ch{i}' for i in range(len(frame.counts)))
         )
         msg.gamma_panel_ids = list(ids)
+        if frame.windows:
+            if len(self.window_edges) == len(frame.windows[0]) + 1:
+                msg.window_edges_kev = list(self.window_edges)
+                msg.gamma_window_counts = [w for channel in frame.windows for w in channel]
+            else:  # no status line yet, or one that disagrees: the windows cannot be named
+                self.stats['window_mismatches'] += 1
+        msg.subject_speed = math.nan
         if frame.occupied and self._subject_id:
             msg.subject = subject_to_msg(Subject(self.subject_kind, self._subject_id))
+            msg.subject_speed = float(self._speed)
         if self._publisher is not None:
             self._publisher.publish(msg)
+
+    def _publish_spectrum(self, frame: protocol.SpectrumFrame, status):
+        msg = GammaSpectrum(
+            sensor_id=self.sensor_id,
+            detector_id=frame.detector_id,
+            sequence=frame.seq,
+            live_time=frame.live_time,
+            real_time=frame.real_time,
+            counts=list(frame.counts),
+            occupied=frame.occupied,
+            gain=math.nan if status is None else status.gain,
+            temperature=math.nan if status is None else status.temperature,
+        )
+        if status is not None and status.channels == len(frame.counts):
+            msg.energy_calibration = [0.0, status.max_kev / status.channels]
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        if frame.occupied and self._subject_id:
+            msg.subject = subject_to_msg(Subject(self.subject_kind, self._subject_id))
+        if self._spectrum_publisher is not None:
+            self._spectrum_publisher.publish(msg)
 
     # diagnostics ---------------------------------------------------------------------------
     def _report_health(self, silent: bool):
@@ -252,6 +310,37 @@ class RpmDriver(LifecycleNode):
         else:
             level, message = Diagnostics.OK, 'receiving'
         self._report(message, level)
+        for detector_id in list(self.detectors):
+            self._report_detector(detector_id, now, silent)
+
+    def _report_detector(self, detector_id: str, now: float, device_silent: bool):
+        status, spectra, seen = self.detectors[detector_id]
+        values = {'spectra': spectra}
+        if status is not None:
+            values.update(
+                {
+                    'hv_volts': status.hv_volts,
+                    'temperature': status.temperature,
+                    'gain_setting': status.gain,
+                    'channels': status.channels,
+                    'max_kev': status.max_kev,
+                }
+            )
+        if device_silent or seen is None or now - seen > SPECTRUM_SILENCE:
+            level, message = Diagnostics.ERROR, 'no spectra'
+        elif status is None:
+            level, message = Diagnostics.WARN, 'spectra without a detector status (calibration)'
+        else:
+            level, message = Diagnostics.OK, 'receiving spectra'
+        sensor_id = self.get_parameter('sensor_id').value
+        with self._lock:
+            self.diagnostics.update(
+                f'rpm_driver: {sensor_id}/{detector_id}',
+                f'{sensor_id}/{detector_id}',
+                level,
+                message,
+                values,
+            )
 
     def _report(self, message: str, level):
         if self.diagnostics is None:

@@ -2,9 +2,12 @@
 
 The lane runs along the device frame's +x axis; the detector plane is x = 0. A subject enters
 with its front at x = -approach, moves at the lane's speed, and leaves when its rear passes
-x = exit. Each frame, every panel counts Poisson(live_time * (background + sum of the expected
-rates from the sources inside the subject)), the rates from `customs_lab.radiation.physics`
-(ICRP-107 lines, exact solid angle, attenuation by air, shielding, cargo and container wall).
+x = exit. Each frame, every panel counts Poisson(live_time * (background * shadow + sum of the
+expected rates from the sources inside the subject)), the rates from
+`customs_lab.radiation.physics` (ICRP-107 lines, exact solid angle, attenuation by air,
+shielding, cargo and container wall), split into the portal's energy windows; each NaI
+spectrometer counts a Poisson spectrum, recorded at the gain its firmware reports
+(simulation/lane_spectra.py: spectra, windows and the subject's shadow on the background).
 
 This is the firmware's world: it knows the truth. Only the simulator uses it.
 """
@@ -17,10 +20,13 @@ import numpy as np
 
 from customs_lab.common.subjects import SubjectKind
 from customs_lab.radiation import physics
+from customs_lab.radiation.identification import apply_gain
+from customs_lab.simulation import lane_spectra
 from customs_lab.simulation.scenario import CONTAINER_WALL_STEEL, SimSubject
 from customs_lab.site.layout import PortalSpec
 
 NORM_GRID = (8, 6, 2)  # points along length, depth (y) and height that stand for bulk cargo
+SPEED_SENSOR_ERROR = 0.01  # relative 1-sigma error of the lane's speed measurement
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class LaneEvent:
 
     occupied: bool
     subject_id: str
+    speed: float = math.nan  # m/s, as the lane's speed sensor measured it
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class LaneFrame:
     live_time: float  # s
     occupied: bool
     events: tuple  # LaneEvent, in order, that happened during this frame
+    windows: np.ndarray | None = None  # int (panels, windows): counts per energy window
+    spectra: dict | None = None  # spectrometer id -> counts per channel in this frame
 
 
 def _source_points(sim: SimSubject):
@@ -109,6 +118,23 @@ class PortalLane:
             for p in spec.panels
         ]
         self._background = np.array([p.background for p in spec.panels])
+        self.panel_detectors, self.spectrometers = lane_spectra.detectors(spec)
+        edges = spec.window_edges_kev
+        self._window_maps = (
+            [lane_spectra.window_matrix(d.spectrometer, edges) for d in self.panel_detectors]
+            if edges
+            else []
+        )
+        self._background_windows = (
+            np.array(
+                [
+                    d.background @ m
+                    for d, m in zip(self.panel_detectors, self._window_maps, strict=True)
+                ]
+            )
+            if self._window_maps
+            else np.zeros((len(self._panels), 0))
+        )
         self._free_at = 0.0
         self.passed = []  # subjects that left the lane: (key, entry time, exit time)
 
@@ -150,22 +176,76 @@ class PortalLane:
                         for position, nuclide, activity, shields in sources_per_point
                     ]
                     expected[f_index, p_index] = physics.expected_count_rate(panel, sources)
-        self._active = (sim, t0, expected, length)
+        self._active = (sim, t0, expected, length, self._detector_model(sim, length, n_frames))
 
-    def step(self, t: float) -> LaneFrame:
-        """Advance to the frame that ends at sim time t; return its counts and occupancy events."""
+    def _detector_model(self, sim: SimSubject, length: float, n_frames: int) -> dict:
+        """Return the per-frame detector model of a passage.
+
+        Window fractions of the panels' source counts, source spectra, and the shadow factors
+        on each detector's background.
+        """
+        spec = self.spec
+        times = (np.arange(n_frames) + 0.5) * spec.frame_period
+        offsets = np.column_stack(
+            [
+                -spec.approach + spec.speed * times - length,
+                np.full(n_frames, -sim.size[1] / 2.0),
+                np.full(n_frames, spec.subject_floor_height),
+            ]
+        )
+        points = _source_points(sim)
+
+        def shields(position, own, normal_y):
+            return _shields_towards(sim, position, own, normal_y)
+
+        model = {
+            'panel_shadow': np.column_stack(
+                [lane_spectra.shadow(spec, sim, offsets, length, d) for d in self.panel_detectors]
+            ),
+            'spectra': [],
+            'spectrometer_shadow': [
+                lane_spectra.shadow(spec, sim, offsets, length, d) for d in self.spectrometers
+            ],
+            'window_fractions': [],
+        }
+        for detector, window_map in zip(self.panel_detectors, self._window_maps, strict=False):
+            shape = detector.source_spectra(points, offsets, shields) @ window_map
+            total = shape.sum(axis=1, keepdims=True)
+            model['window_fractions'].append(
+                np.divide(shape, total, out=np.zeros_like(shape), where=total > 0)
+            )
+        for detector in self.spectrometers:
+            model['spectra'].append(
+                detector.source_spectra(points, offsets, shields) if points else None
+            )
+        return model
+
+    def step(self, t: float, gains=None) -> LaneFrame:
+        """Advance to the frame that ends at sim time t; return its counts and occupancy events.
+
+        gains: spectrometer id -> the gain the device records at now (1 = calibrated).
+        """
         spec = self.spec
         events = []
         if self._active is None and self._queue and t >= self._free_at:
             self._enter(self._queue.popleft(), t)
-        rates = self._background.copy()
+        source = np.zeros(len(self._panels))
+        panel_shadow = np.ones(len(self._panels))
+        spectra = [d.background.copy() for d in self.spectrometers]
+        window_fractions = None
         occupied = False
         if self._active is not None:
-            sim, t0, expected, length = self._active
+            sim, t0, expected, length, model = self._active
             elapsed = t - t0
             index = int(elapsed / spec.frame_period)
             if index < len(expected):
-                rates += expected[index]
+                source = expected[index]
+                panel_shadow = model['panel_shadow'][index]
+                window_fractions = [f[index] for f in model['window_fractions']]
+                for j, own in enumerate(model['spectra']):
+                    spectra[j] *= model['spectrometer_shadow'][j][index]
+                    if own is not None:
+                        spectra[j] += own[index]
             front = -spec.approach + spec.speed * elapsed
             rear = front - length
             occupied = rear <= spec.occupancy_half_width and front >= -spec.occupancy_half_width
@@ -177,11 +257,32 @@ class PortalLane:
         if occupied != self._occupied:
             if occupied:
                 self._read_id = self._read(self._active[0].subject.id)
-            events.append(LaneEvent(occupied, self._read_id))
+            speed = spec.speed * (1.0 + SPEED_SENSOR_ERROR * self._rng.standard_normal())
+            events.append(LaneEvent(occupied, self._read_id, float(speed)))
             self._occupied = occupied
-        counts = self._rng.poisson(rates * spec.frame_period)
+        period = spec.frame_period
+        windows = None
+        if self._window_maps:
+            rates = self._background_windows * panel_shadow[:, None]
+            if window_fractions is not None:
+                rates = rates + source[:, None] * np.array(window_fractions)
+            in_windows = self._rng.poisson(rates * period)
+            counts, windows = in_windows.sum(axis=1), in_windows[:, :-1]
+        else:
+            counts = self._rng.poisson((self._background * panel_shadow + source) * period)
+        recorded = {}
+        for detector, expected_rate in zip(self.spectrometers, spectra, strict=True):
+            gain = (gains or {}).get(detector.id, 1.0)
+            if gain != 1.0:
+                expected_rate = apply_gain(expected_rate, detector.spectrometer, gain)
+            recorded[detector.id] = self._rng.poisson(np.maximum(expected_rate, 0.0) * period)
         return LaneFrame(
-            counts=counts, live_time=spec.frame_period, occupied=occupied, events=tuple(events)
+            counts=counts,
+            live_time=period,
+            occupied=occupied,
+            events=tuple(events),
+            windows=windows,
+            spectra=recorded,
         )
 
     def _read(self, subject_id: str) -> str:

@@ -168,6 +168,9 @@ class SiteSimulator(Node):
                 spec.model,
                 f'SIM-{name.upper()}',
                 [p.id for p in spec.panels],
+                spec.window_edges_kev,
+                spec.spectrometers,
+                spec.spectrum_period,
             )
             self.get_logger().info(f'{name}: firmware on {self.firmware[name].link_path}')
         unknown = {s.device for s in self.traffic if s.device and s.device not in self.lanes}
@@ -305,10 +308,8 @@ class SiteSimulator(Node):
         for name, lane in self.lanes.items():
             firmware = self.firmware[name]
             firmware.poll_host(ticks_ms)
-            frame = lane.step(self.t)
-            for event in frame.events:
-                firmware.send_occupancy(ticks_ms, event.occupied, event.subject_id)
-            firmware.send_counts(ticks_ms, frame.live_time, frame.occupied, frame.counts)
+            firmware.update_temperature(self.t)
+            firmware.send_frame(ticks_ms, lane.step(self.t, firmware.recording_gains()))
             if self.ticks % round(1.0 / self.step) == 0:
                 firmware.send_status(ticks_ms)
             if lane.busy:

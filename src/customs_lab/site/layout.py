@@ -4,6 +4,7 @@ Used by the site simulator (device geometry), the site_map node (/map and /tf_st
 """
 
 from dataclasses import dataclass
+import itertools
 import math
 import pathlib
 
@@ -38,6 +39,22 @@ class PanelSpec:
 
 
 @dataclass(frozen=True)
+class SpectrometerSpec:
+    """One NaI(Tl) spectrometer of a portal, in the device frame (see config/site.yaml)."""
+
+    id: str
+    center: tuple[float, float, float]  # m
+    normal: tuple[float, float, float]  # unit vector into the lane
+    width: float  # m, face along x
+    height: float  # m, face along z
+    depth: float  # m, crystal depth along the normal
+    channels: int
+    max_kev: float
+    resolution_662: float  # FWHM / E at 662 keV
+    gain_temperature_coefficient: float  # relative gain change per degree Celsius
+
+
+@dataclass(frozen=True)
 class PortalSpec:
     """A radiation portal monitor with its lane (see config/site.yaml for each field's meaning)."""
 
@@ -56,6 +73,10 @@ class PortalSpec:
     ocr_misread_probability: float
     model: str
     panels: tuple[PanelSpec, ...]
+    spectrometers: tuple[SpectrometerSpec, ...] = ()
+    spectrum_period: float = 1.0  # s between two spectra of a spectrometer
+    window_edges_kev: tuple[float, ...] = ()  # the PVT panels' energy windows (edges, keV)
+    background_front_fraction: float = 0.5  # share of the background a subject can shadow
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,31 @@ def _positive(name, value, where):
     return value
 
 
+def _unit(vector, what: str) -> tuple[float, float, float]:
+    normal = np.asarray(vector, dtype=float)
+    if normal.shape != (3,) or not math.isclose(float(np.linalg.norm(normal)), 1.0, abs_tol=1e-6):
+        raise ValueError(f'{what}: normal must be a unit 3-vector')
+    return tuple(float(v) for v in normal)
+
+
+def _spectrometer(entry, where) -> SpectrometerSpec:
+    channels = int(entry.get('channels', 1024))
+    if not 16 <= channels <= 16384:
+        raise ValueError(f'spectrometer {entry["id"]}: channels must be in [16, 16384]')
+    return SpectrometerSpec(
+        str(entry['id']),
+        tuple(float(v) for v in entry['center']),
+        _unit(entry['normal'], f'spectrometer {entry["id"]}'),
+        _positive('width', entry['width'], where),
+        _positive('height', entry['height'], where),
+        _positive('depth', entry['depth'], where),
+        channels,
+        _positive('max_kev', entry.get('max_kev', 3000.0), where),
+        _positive('resolution_662', entry.get('resolution_662', 0.07), where),
+        float(entry.get('gain_temperature_coefficient', 0.0)),
+    )
+
+
 def load_site(path) -> Site:
     """Read and check a site file. Raise ValueError naming the file and device on a bad entry."""
     path = pathlib.Path(path)
@@ -95,22 +141,26 @@ def load_site(path) -> Site:
                 raise ValueError(f'unknown device type {device["type"]!r}')
             panels = []
             for panel in device['panels']:
-                normal = np.asarray(panel['normal'], dtype=float)
-                if normal.shape != (3,) or not math.isclose(
-                    float(np.linalg.norm(normal)), 1.0, abs_tol=1e-6
-                ):
-                    raise ValueError(f'panel {panel["id"]}: normal must be a unit 3-vector')
                 panels.append(
                     PanelSpec(
                         str(panel['id']),
                         tuple(float(v) for v in panel['center']),
-                        tuple(float(v) for v in normal),
+                        _unit(panel['normal'], f'panel {panel["id"]}'),
                         _positive('width', panel['width'], where),
                         _positive('height', panel['height'], where),
                         _positive('thickness', panel['thickness'], where),
                         _positive('background', panel['background'], where),
                     )
                 )
+            spectrometers = tuple(
+                _spectrometer(entry, where) for entry in device.get('spectrometers') or ()
+            )
+            edges = tuple(float(e) for e in device.get('energy_windows_kev') or ())
+            if edges and (len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges))):
+                raise ValueError(f'energy_windows_kev must increase, got {edges}')
+            front = float(device.get('background_front_fraction', 0.5))
+            if not 0.0 <= front <= 1.0:
+                raise ValueError(f'background_front_fraction must be in [0, 1], got {front}')
             portals[name] = PortalSpec(
                 name=name,
                 hardware_id=str(device.get('hardware_id', f'rpm/{name}')),
@@ -129,6 +179,12 @@ def load_site(path) -> Site:
                 ocr_misread_probability=float(device.get('ocr_misread_probability', 0.0)),
                 model=str(device.get('model', 'CL-RPM')),
                 panels=tuple(panels),
+                spectrometers=spectrometers,
+                spectrum_period=_positive(
+                    'spectrum_period', device.get('spectrum_period', 1.0), where
+                ),
+                window_edges_kev=edges,
+                background_front_fraction=front,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f'{where}: {error!r}') from None
