@@ -142,28 +142,34 @@ class PrecomputedLane(PortalLane):
     """
 
     def __init__(self, spec, rng, expected: dict):
-        super().__init__(spec, rng)
+        super().__init__(spec, rng, spectra=False)
         self._precomputed = expected
 
     def _enter(self, sim, t0: float):
-        expected = self._precomputed.pop(sim.subject.key, None)
-        if expected is None:
+        found = self._precomputed.pop(sim.subject.key, None)
+        if found is None:
             super()._enter(sim, t0)
         else:
-            self._active = (sim, t0, expected, self._length(sim))
+            expected, model = found
+            self._active = (sim, t0, expected, self._length(sim), model)
 
 
 def physics(task) -> dict:
-    """Return {subject key: expected rates (frames, panels)} for a batch of one lane's subjects."""
+    """Return {subject key: (expected rates (frames, panels), detector model)} for a batch.
+
+    The detector model holds the panels' energy-window shares and the subject's shadow per
+    frame (no spectra: the benchmark's lanes have no spectrometers).
+    """
     spec, sims = task
-    lane = PortalLane(spec, np.random.default_rng(0))  # _enter draws no random number
+    lane = PortalLane(spec, np.random.default_rng(0), spectra=False)  # _enter draws nothing
     out = {}
     for sim in sims:
         lane._enter(sim, 0.0)
-        expected = lane._active[2]
-        if not (isinstance(expected, np.ndarray) and expected.shape[1:] == (len(spec.panels),)):
+        expected, model = lane._active[2], lane._active[4]
+        if not (isinstance(expected, np.ndarray) and expected.shape[1:] == (len(spec.panels),)
+                and isinstance(model, dict)):
             raise RuntimeError('PortalLane._enter changed: update PrecomputedLane')
-        out[sim.subject.key] = expected
+        out[sim.subject.key] = (expected, model)
     return out
 
 

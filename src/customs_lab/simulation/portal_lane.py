@@ -99,7 +99,8 @@ def _shields_towards(sim: SimSubject, position, own_shields, panel_normal_y: flo
 class PortalLane:
     """Simulate one portal lane: queue, motion, occupancy, Poisson counts."""
 
-    def __init__(self, spec: PortalSpec, rng: np.random.Generator):
+    def __init__(self, spec: PortalSpec, rng: np.random.Generator, spectra: bool = True):
+        """Build the lane; spectra=False leaves its spectrometers out (gross counts only)."""
         self.spec = spec
         self._rng = rng
         self._queue = deque()
@@ -119,6 +120,8 @@ class PortalLane:
         ]
         self._background = np.array([p.background for p in spec.panels])
         self.panel_detectors, self.spectrometers = lane_spectra.detectors(spec)
+        if not spectra:
+            self.spectrometers = []
         edges = spec.window_edges_kev
         self._window_maps = (
             [lane_spectra.window_matrix(d.spectrometer, edges) for d in self.panel_detectors]
