@@ -16,6 +16,7 @@ ALLOWED = {
     'simulation/scenario.py',
     'simulation/history.py',  # past declarations and what inspections of them found
     'simulation/portal_lane.py',
+    'simulation/lane_spectra.py',  # what the lane's detectors see of the subject (its truth)
     'simulation/rpm_firmware.py',
     'common/node_support.py',
 }

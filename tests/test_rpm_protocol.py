@@ -108,9 +108,13 @@ def test_the_documented_example_lines_are_valid():
 
     doc = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'protocols' / 'rpm_serial.md'
     lines = [line for line in doc.read_text().splitlines() if line.startswith('$RPM')]
-    assert len(lines) == 4
+    assert len(lines) == 6
     frames = [protocol.parse_line(line.encode()) for line in lines]
-    assert isinstance(frames[2], protocol.OccupancyFrame) and frames[2].subject_id == 'CSQU3054383'
+    assert [type(f).__name__ for f in frames] == [
+        'StatusFrame', 'DetectorStatusFrame', 'CountsFrame', 'OccupancyFrame', 'SpectrumFrame',
+        'SetGain']
+    assert frames[3].subject_id == 'CSQU3054383' and frames[3].speed == 2.2
+    assert sum(frames[4].counts) == 23 and frames[2].windows[0] == (101, 52, 50)
 
 
 SPECTRUM = protocol.SpectrumFrame(
