@@ -240,8 +240,9 @@ class PortalLane:
         if self._active is not None:
             sim, t0, expected, length, model = self._active
             elapsed = t - t0
-            index = int(elapsed / spec.frame_period)
-            if index < len(expected):
+            # the frame ending at t spans [t - T, t]; expected[i] is at t0 + (i + 1/2) T
+            index = int(round(elapsed / spec.frame_period)) - 1
+            if 0 <= index < len(expected):
                 source = expected[index]
                 panel_shadow = model['panel_shadow'][index]
                 window_fractions = [f[index] for f in model['window_fractions']]
