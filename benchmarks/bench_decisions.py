@@ -85,6 +85,7 @@ from customs_lab.fusion.engine import KIND_NAMES, EngineConfig, RiskEngine
 from customs_lab.fusion.evidence_store import DEFAULT_TTL
 from customs_lab.fusion.logodds import FusionConfig, logit, sigmoid
 from customs_lab.fusion.policy import CAPACITY_ACTIONS, PolicyConfig, default_models
+from customs_lab.radiation.shadow import LaneGeometry
 from customs_lab.simulation.history import (
     declared_features,
     generate_history,
@@ -183,7 +184,7 @@ def run_lane(task) -> dict:
     spec, sims, expected, seed, index, parameters = task
     lane = PrecomputedLane(spec, np.random.default_rng([seed, LANE_STREAM, index]), expected)
     kind = SubjectKind[spec.subject_kind.upper()]
-    portal = OfflinePortal(spec.hardware_id, kind, parameters)
+    portal = OfflinePortal(spec.hardware_id, kind, parameters, LaneGeometry.from_spec(spec))
     pending = sorted(sims, key=lambda s: (s.arrival, s.subject.key))
     found, t, i = [], round(-WARM_UP, 9), 0
     while i < len(pending) or lane.busy:

@@ -43,13 +43,16 @@ def cs137(activity: float, lead: float = 0.0) -> TrueItem:
                     position=tuple(0.5 * s for s in FORTY_FOOT))
 
 
-def run(subjects, start: float, seed: int = 7, misread: float = 0.0):
-    """Pass `subjects` through the container portal from sim time `start`; return evidence."""
+def run(subjects, start: float, seed: int = 7, misread: float = 0.0, geometry=None):
+    """Pass `subjects` through the container portal from sim time `start`; return evidence.
+
+    geometry: the lane's (radiation.shadow.LaneGeometry) for the shadow correction, or None.
+    """
     spec = load_site(ROOT / 'config' / 'site.yaml').portals['portal_lane_1']
     spec = dataclasses.replace(spec, ocr_misread_probability=misread)
-    lane = PortalLane(spec, np.random.default_rng(seed))
+    lane = PortalLane(spec, np.random.default_rng(seed), spectra=False)
     portal = OfflinePortal(spec.hardware_id, SubjectKind.CONTAINER,
-                           alarm_parameters(ROOT / 'config' / 'radiation.yaml'))
+                           alarm_parameters(ROOT / 'config' / 'radiation.yaml'), geometry)
     pending, evidence, t = sorted(subjects, key=lambda s: s.arrival), [], start
     while pending or lane.busy:
         t = round(t + spec.frame_period, 9)

@@ -1,7 +1,20 @@
-"""Where Customs Lab keeps its run-time data (database, reports, device links, logs)."""
+"""Where Customs Lab keeps its run-time data, and where its installed files are.
+
+Run-time data: database, reports, device links, logs. Installed: config, maps, launch files.
+"""
 
 import os
 import pathlib
+
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+
+def share_dir() -> pathlib.Path:
+    """Return the package's share directory (or the source tree when not installed)."""
+    try:
+        return pathlib.Path(get_package_share_directory('customs_lab'))
+    except PackageNotFoundError:
+        return pathlib.Path(__file__).resolve().parents[3]
 
 
 def data_dir(explicit: str = '') -> pathlib.Path:

@@ -25,6 +25,10 @@ anything that raises the gross count raises it too (NORM cargo such as fertilise
 granite also gives large ratios; telling it from a threat needs energy windows or spectra,
 which a later stage adds). Its 1-sigma spread from the background's uncertainty comes from
 evaluating it at background +- 1 sigma.
+
+A subject in the lane shadows the detectors from part of the natural background
+(radiation/shadow.py): the caller can pass the passage's factors on the background per frame
+and channel, and the windows' expected counts, thresholds and Bayes factors use them.
 """
 
 from dataclasses import dataclass
@@ -167,6 +171,7 @@ class AlarmResult:
     false_alarm_probability: float  # per passage, the bound used
     window_frames: int = 1  # frames per window
     window_live_time: float = 0.0  # s, live time of the reported window
+    background_factor: float = 1.0  # the subject's shadow on the background in that window
 
 
 def _check_counts(counts: np.ndarray):
@@ -294,13 +299,15 @@ def _window_sums(values: np.ndarray, frames: int) -> np.ndarray:
     return cumulative[frames:] - cumulative[:-frames]
 
 
-def evaluate_passage(counts, live_times, background_rate, background_rate_std, config=None):
+def evaluate_passage(counts, live_times, background_rate, background_rate_std, config=None,
+                     background_factors=None):
     """Test one passage: counts (frames, channels), live_times (frames,) s, background cps.
 
     background_rate and background_rate_std are per channel (or scalars for all); they are
-    summed (in quadrature for the std) over the channels, as the counts are. A passage shorter
-    than one window is tested as a single window. Empty passage, NaN / infinite / negative
-    counts or live times, mismatched shapes: ValueError.
+    summed (in quadrature for the std) over the channels, as the counts are. background_factors
+    (frames, channels), each in (0, 1]: the subject's shadow on the background (None: none). A
+    passage shorter than one window is tested as a single window. Empty passage, NaN / infinite
+    / negative counts or live times, mismatched shapes: ValueError.
     """
     config = config or AlarmConfig()
     counts = np.asarray(counts, dtype=float)
@@ -326,14 +333,18 @@ def evaluate_passage(counts, live_times, background_rate, background_rate_std, c
     if not (np.all(np.isfinite(rate_std)) and np.all(rate_std >= 0)):
         raise ValueError('background rate std must be finite and >= 0 cps')
     total_rate = float(np.sum(rate))
-    total_std = float(math.sqrt(np.sum(rate_std * rate_std)))
+    factors = np.ones(counts.shape)
+    if background_factors is not None:
+        factors = np.asarray(background_factors, dtype=float)
+        if factors.shape != counts.shape or not np.all((factors > 0) & (factors <= 1)):
+            raise ValueError(f'background factors must be in (0, 1] with shape {counts.shape}')
 
     n_frames = counts.shape[0]
     frames = int(min(max(round(config.window / float(np.median(live))), 1), n_frames))
     window_counts = _window_sums(counts.sum(axis=1), frames)
     window_live = _window_sums(live, frames)
-    expected = total_rate * window_live
-    sigma = total_std * window_live
+    expected = _window_sums(live * (factors @ rate), frames)
+    sigma = _window_sums(live * np.sqrt((factors * factors) @ (rate_std * rate_std)), frames)
     n_windows = window_counts.shape[0]
 
     distinct, where = np.unique(expected, return_inverse=True)
@@ -369,6 +380,7 @@ def evaluate_passage(counts, live_times, background_rate, background_rate_std, c
         false_alarm_probability=float(config.false_alarm_probability),
         window_frames=frames,
         window_live_time=float(window_live[best]),
+        background_factor=float(expected[best] / max(total_rate * window_live[best], 1e-300)),
     )
 
 
@@ -387,5 +399,7 @@ def explain(result: AlarmResult, background_ready: bool) -> str:
         f'{result.n_windows}-window passage ({result.max_window_counts} counts vs '
         f'{result.expected_window_counts:.0f} expected, {result.significance:.1f} sigma; '
         f'threshold {result.threshold} at false-alarm probability '
-        f'{result.false_alarm_probability:g} per passage)'
+        f'{result.false_alarm_probability:g} per passage'
+        + (f"; background {result.background_factor:.2f}x in the subject's shadow)"
+           if result.background_factor < 0.995 else ')')
     )

@@ -30,6 +30,8 @@ class Passage:
     end_time: float  # s, stamp of the last frame
     first_seq: int
     last_seq: int
+    stamps: np.ndarray | None = None  # (frames,) s, each frame's end
+    speed: float = math.nan  # m/s, as the lane measured it (NaN: not measured)
 
 
 class PassageTracker:
@@ -48,7 +50,8 @@ class PassageTracker:
         self._holdoff_until = -math.inf
         self.elevated_frames = 0  # empty-lane frames kept out of the background by the gate
         self.holdoff_frames = 0  # empty-lane frames skipped in the hold-off
-        self._frames, self._live, self._seqs = [], [], []
+        self._frames, self._live, self._seqs, self._stamps = [], [], [], []
+        self._speed = math.nan
         self._subject_id = ''
         self._start = 0.0
         self.rejected_frames = 0
@@ -63,8 +66,9 @@ class PassageTracker:
         """Record what the lane reader read for the subject now entering."""
         self._subject_id = subject_id
 
-    def feed(self, stamp: float, seq: int, counts, live_time: float, occupied: bool):
-        """Add one frame. Return a completed Passage, or None.
+    def feed(self, stamp: float, seq: int, counts, live_time: float, occupied: bool,
+             speed: float = math.nan):
+        """Add one frame (speed: the lane's measurement, m/s). Return a completed Passage or None.
 
         A frame with a non-finite or non-positive live time, or negative / non-finite counts, is
         rejected (counted in rejected_frames, reason in last_rejection) and changes nothing.
@@ -85,6 +89,9 @@ class PassageTracker:
             self._frames.append(counts)
             self._live.append(live_time)
             self._seqs.append(seq)
+            self._stamps.append(stamp)
+            if math.isfinite(speed) and speed > 0:
+                self._speed = float(speed)
             if len(self._frames) >= self.max_frames:  # a subject parked in the lane: cut here
                 return self._complete(stamp)
             return None
@@ -115,7 +122,10 @@ class PassageTracker:
             stamp,
             self._seqs[0],
             self._seqs[-1],
+            np.array(self._stamps),
+            self._speed,
         )
-        self._frames, self._live, self._seqs = [], [], []
+        self._frames, self._live, self._seqs, self._stamps = [], [], [], []
+        self._speed = math.nan
         self._subject_id = ''  # the next passage is named by its own read, or by none
         return passage

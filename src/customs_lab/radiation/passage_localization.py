@@ -45,13 +45,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from customs_lab.radiation.localization import Localization, Measurement, localize
-from customs_lab.radiation.physics import (
-    DetectorPanel,
-    PointSource,
-    Shield,
-    expected_count_rates,
-    solid_angle_rectangle,
-)
+from customs_lab.radiation.physics import DetectorPanel, PointSource, Shield, expected_count_rates
+from customs_lab.radiation.shadow import SubjectBox, face_fractions, rears
 
 STEEL_DENSITY = 7.874  # g/cm^3
 # ISO 668 external dimensions (m) by the ISO 6346 size code: length by its first character,
@@ -243,17 +238,18 @@ def localize_passage(panels, stamps, live_times, counts, background_rates, *, oc
     when = np.bincount(index, weights=live * mid) / live_sum
     summed = np.stack([np.bincount(index, weights=c) for c in counts.T], axis=1)
     length, width, height = size
+    rear_x = rears(when, occupied_on, speed, half_width, length)
+    covered = face_fractions([p.center for p in panels], [p.normal[1] for p in panels], rear_x,
+                             SubjectBox(length, width, height, floor_height, lane_offset))
     rows = []  # (panel in the subject frame, live time, counts, background, phi, side)
-    for i, rear in enumerate(-half_width + speed * (when - occupied_on) - length):
+    for i, rear in enumerate(rear_x):
         for k, panel in enumerate(panels):
             centre = panel.center - [rear, lane_offset - width / 2.0, floor_height]
             if max(-centre[0], centre[0] - length, 0.0) > max_range:
                 continue
             side = 1 if panel.normal[1] < 0 else -1  # it looks at the left (+y) face, or right
-            face = [length / 2.0, width if side > 0 else 0.0, height / 2.0]
-            phi = solid_angle_rectangle(centre, face, [0, side, 0], length, height) / 2 / math.pi
             rows.append((replace(panel, panel_id=f'{panel.panel_id}@{when[i]:.2f}', center=centre),
-                         live_sum[i], summed[i, k], background[k], phi, side))
+                         live_sum[i], summed[i, k], background[k], covered[i, k], side))
     if not rows:
         raise ValueError(f'no frame saw the {subject} within {max_range} m of the panels')
     moved = [row[0] for row in rows]

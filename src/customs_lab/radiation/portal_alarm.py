@@ -8,15 +8,19 @@ offline benchmarks (simulation/offline_site.py) run the same code:
   rebuilt when it changes or the background parameters change);
 - a completed passage goes through the gross-count test and its Bayes factor
   (alarm.evaluate_passage); while the background is not learned the verdict carries no evidence
-  (log-likelihood ratio 0).
+  (log-likelihood ratio 0);
+- given the lane's geometry (shadow.LaneGeometry) and the speed the lane measured, the
+  background expected during the passage is corrected for the subject's shadow.
 
 Core module: no ROS.
 """
 
 from dataclasses import asdict, dataclass, fields
+import math
 
 from customs_lab.radiation import alarm
 from customs_lab.radiation.passage import Passage, PassageTracker
+from customs_lab.radiation.shadow import LaneGeometry
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class PortalAlarmParameters:
     background_min_live_time: float = 10.0  # s of empty lane before alarms are trusted
     background_holdoff: float = 5.0  # s after a passage before the empty lane teaches again
     background_gate_sigma: float = 5.0  # empty-lane frames this far above are not learned
+    shadow_correction: bool = True  # correct the subject's shadow (needs the lane's geometry)
 
     @classmethod
     def from_dict(cls, values: dict) -> 'PortalAlarmParameters':
@@ -39,7 +44,8 @@ class PortalAlarmParameters:
         unknown = set(values) - names
         if unknown:
             raise ValueError(f'unknown rpm_alarm parameters {sorted(unknown)}')
-        return cls(**{k: float(v) for k, v in values.items()})
+        kinds = {f.name: f.type for f in fields(cls)}
+        return cls(**{k: (bool(v) if kinds[k] is bool else float(v)) for k, v in values.items()})
 
     def as_dict(self) -> dict:
         """Return {name: value}."""
@@ -87,7 +93,10 @@ class PassageVerdict:
 class PortalAlarm:
     """Feed one portal's frames in order; get a PassageVerdict when a passage completes."""
 
-    def __init__(self, parameters: PortalAlarmParameters | None = None):
+    def __init__(self, parameters: PortalAlarmParameters | None = None,
+                 geometry: LaneGeometry | None = None):
+        """Build the alarm; with the lane's geometry the subject's shadow is corrected."""
+        self.geometry = geometry
         self.tracker = None
         self.stats = {'passages': 0, 'alarms': 0, 'not_ready': 0}
         self.configure(parameters or PortalAlarmParameters(), rebuild=True)
@@ -111,22 +120,29 @@ class PortalAlarm:
         return True
 
     def feed(self, stamp: float, seq: int, counts, live_time: float, occupied: bool,
-             subject_id: str = '') -> PassageVerdict | None:
-        """Take one frame (`subject_id`: what the lane reader read, on occupied frames).
+             subject_id: str = '', speed: float = math.nan) -> PassageVerdict | None:
+        """Take one frame; return the verdict of a passage it completed, else None.
 
-        Returns the verdict of a passage this frame completed, else None. Raises ValueError if
-        a completed passage cannot be tested (the caller reports it; the frames are gone).
+        subject_id: what the lane reader read, on occupied frames; speed: the subject's, as the
+        lane measured it, m/s. Raises ValueError if a completed passage cannot be tested (the
+        caller reports it; the frames are gone).
         """
         self.ensure_tracker(len(counts))
         if occupied and subject_id:
             self.tracker.set_subject(subject_id)
-        passage = self.tracker.feed(stamp, seq, counts, live_time, occupied)
+        passage = self.tracker.feed(stamp, seq, counts, live_time, occupied, speed)
         if passage is None:
             return None
         background = self.tracker.background
         ready = background.ready
+        shadow = None
+        if self.geometry is not None and self.parameters.shadow_correction and ready:
+            shadow = self.geometry.background_factors(
+                passage.counts, passage.live_times, passage.stamps, stamp, passage.speed,
+                background.rate())
         result = alarm.evaluate_passage(passage.counts, passage.live_times, background.rate(),
-                                        background.rate_std(), self.config)
+                                        background.rate_std(), self.config,
+                                        None if shadow is None else shadow[0])
         verdict = PassageVerdict(passage, result, ready)
         self.stats['passages'] += 1
         self.stats['alarms'] += int(verdict.alarm)

@@ -4,17 +4,21 @@ Subscribes to the driver's `counts` (every frame matters, so reliable). Frames o
 teach the background; the frames of each passage go through the gross-count test of
 `customs_lab.radiation.alarm` (sliding windows, threshold set by the per-passage false-alarm
 probability) and its Bayes factor becomes the Evidence's log-likelihood ratio, published on
-/evidence with kind radiation.gamma. Parameters can be changed at run time; bad values are
-refused by the on-set callback.
+/evidence with kind radiation.gamma. The portal's geometry (its panels and lane, from the site
+description `site_file`, device `device`) lets it correct the background for the shadow of the
+subject passing (radiation/shadow.py). Parameters can be changed at run time (the geometry
+excepted); bad values are refused by the on-set callback.
 """
 
 from dataclasses import fields
+import pathlib
 import uuid
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
 from customs_interfaces.msg import Evidence, RadiationCounts
+from customs_lab.common.data_dir import share_dir
 from customs_lab.common.node_support import (
     EVIDENCE_TOPIC,
     Diagnostics,
@@ -25,6 +29,8 @@ from customs_lab.common.node_support import (
     uuid_to_msg,
 )
 from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
+from customs_lab.radiation.shadow import LaneGeometry
+from customs_lab.site.layout import load_site
 
 
 class RpmAlarm(Node):
@@ -97,6 +103,13 @@ class RpmAlarm(Node):
             minimum=1.0,
             maximum=1000.0,
         )
+        declare(self, 'shadow_correction', defaults.shadow_correction,
+                "Correct the background for the passing subject's shadow")
+        declare(self, 'site_file', '', 'Site description with the portal geometry '
+                '(empty: config/site.yaml)')
+        declare(self, 'device', '', "The portal's name in the site file (empty: the namespace's "
+                'last part)')
+        self.geometry, self.geometry_problem = self._load_geometry()
         self.add_on_set_parameters_callback(self._validate)
         self.add_post_set_parameters_callback(self._apply)
         self.portal = None
@@ -109,6 +122,20 @@ class RpmAlarm(Node):
         self.create_subscription(RadiationCounts, 'counts', self.on_counts, reliable(100))
         self.diagnostics = Diagnostics(self)
         self.create_timer(1.0, self._report)
+
+    def _load_geometry(self):
+        """Return (the portal's LaneGeometry or None, why not)."""
+        site_file = self.get_parameter('site_file').value
+        device = self.get_parameter('device').value or self.get_namespace().rsplit('/', 1)[-1]
+        path = pathlib.Path(site_file) if site_file else share_dir() / 'config' / 'site.yaml'
+        try:
+            return LaneGeometry.from_spec(load_site(path).portals[device]), ''
+        except KeyError:
+            problem = f'no portal {device!r} in {path}'
+        except ValueError as error:
+            problem = str(error)
+        self.get_logger().error(f"{problem}: the subject's shadow is not corrected")
+        return None, problem
 
     def _value(self, name, changes):
         for parameter in changes:
@@ -129,7 +156,7 @@ class RpmAlarm(Node):
         parameters = PortalAlarmParameters.from_dict(
             {f.name: self.get_parameter(f.name).value for f in fields(PortalAlarmParameters)})
         if self.portal is None:
-            self.portal = PortalAlarm(parameters)
+            self.portal = PortalAlarm(parameters, self.geometry)
         else:  # a new background estimator if its parameters changed
             rebuild = any(p.name.startswith('background_') for p in changes)
             self.portal.configure(parameters, rebuild=rebuild)
@@ -156,6 +183,7 @@ class RpmAlarm(Node):
                 msg.live_time,
                 msg.occupied,
                 msg.subject.id,
+                msg.subject_speed,
             )
         except ValueError as error:
             self.get_logger().error(f'passage ending at frame {msg.sequence} not evaluated: '
@@ -221,6 +249,9 @@ class RpmAlarm(Node):
         if self.empty_frames:
             level = Diagnostics.WARN
             message += f'; {self.empty_frames} frames without gamma channels'
+        if self.geometry is None and self.portal.parameters.shadow_correction:
+            level = Diagnostics.WARN
+            message += f'; shadow not corrected ({self.geometry_problem})'
 
         values = dict(
             frames=self.frames,

@@ -23,6 +23,7 @@ Core module: no ROS.
 """
 
 from dataclasses import dataclass
+import math
 import pathlib
 import uuid
 
@@ -48,7 +49,8 @@ def alarm_parameters(path=None) -> PortalAlarmParameters:
     document = yaml.safe_load(pathlib.Path(path).read_text()) or {}
     section = document.get('/**/rpm_alarm', document.get('rpm_alarm', {})) or {}
     given = dict(section.get('ros__parameters', {}) or {})
-    given.pop('use_sim_time', None)
+    for node_only in ('use_sim_time', 'site_file', 'device'):  # not the alarm chain's
+        given.pop(node_only, None)
     try:
         return PortalAlarmParameters.from_dict(given)
     except ValueError as error:
@@ -74,12 +76,14 @@ class OfflinePortal:
     """One portal's driver and alarm node: feed its frames in order, get evidence per passage."""
 
     def __init__(self, sensor_id: str, subject_kind: SubjectKind,
-                 parameters: PortalAlarmParameters | None = None):
+                 parameters: PortalAlarmParameters | None = None, geometry=None):
+        """geometry: the lane's (radiation.shadow.LaneGeometry), to correct subjects' shadow."""
         if not sensor_id:
             raise ValueError('sensor_id must not be empty (it names the evidence slot)')
         self.sensor_id = sensor_id
         self.subject_kind = SubjectKind(subject_kind)
-        self.portal = PortalAlarm(parameters)
+        self.portal = PortalAlarm(parameters, geometry)
+        self._speed = math.nan  # the driver's: the speed of the last occupancy edge
         self._read_id = ''  # the driver's: the id of the last occupancy edge, '' once empty
         self._subject = None  # the node's: the subject the last named occupied frame carried
         self.frames = 0
@@ -98,13 +102,15 @@ class OfflinePortal:
         """
         for event in events:  # the driver: an edge to occupied names the subject
             self._read_id = event.subject_id if event.occupied else ''
+            self._speed = event.speed if event.occupied else math.nan
         seq = self.frames
         self.frames += 1
         subject_id = self._read_id if occupied else ''
         if subject_id:  # the alarm node: the frame carries a subject
             self._subject = Subject(self.subject_kind, subject_id)
         try:
-            verdict = self.portal.feed(stamp, seq, counts, live_time, occupied, subject_id)
+            verdict = self.portal.feed(stamp, seq, counts, live_time, occupied, subject_id,
+                                       self._speed if occupied else math.nan)
         except ValueError:
             return None  # the node logs it and publishes nothing
         if verdict is None:

@@ -8,22 +8,14 @@ device frame and device -> each detector panel frame, so that RViz shows the sit
 
 import pathlib
 
-from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import OccupancyGrid
 from rclpy.node import Node
 from tf2_msgs.msg import TFMessage
 
+from customs_lab.common.data_dir import share_dir
 from customs_lab.common.node_support import LATCHED, Diagnostics, declare, run_node
 from customs_lab.site.layout import load_map, load_site
-
-
-def share_dir() -> pathlib.Path:
-    """Return the package's share directory (or the source tree when not installed)."""
-    try:
-        return pathlib.Path(get_package_share_directory('customs_lab'))
-    except PackageNotFoundError:
-        return pathlib.Path(__file__).resolve().parents[3]
 
 
 def static_transforms(site, map_frame: str = 'map'):
