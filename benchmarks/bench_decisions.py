@@ -184,7 +184,8 @@ def run_lane(task) -> dict:
     spec, sims, expected, seed, index, parameters = task
     lane = PrecomputedLane(spec, np.random.default_rng([seed, LANE_STREAM, index]), expected)
     kind = SubjectKind[spec.subject_kind.upper()]
-    portal = OfflinePortal(spec.hardware_id, kind, parameters, LaneGeometry.from_spec(spec))
+    portal = OfflinePortal(spec.hardware_id, kind, parameters, LaneGeometry.from_spec(spec),
+                           spec.window_edges_kev)
     pending = sorted(sims, key=lambda s: (s.arrival, s.subject.key))
     found, t, i = [], round(-WARM_UP, 9), 0
     while i < len(pending) or lane.busy:
@@ -193,7 +194,8 @@ def run_lane(task) -> dict:
             lane.enqueue(pending[i])
             i += 1
         frame = lane.step(t)
-        evidence = portal.feed(t, frame.counts, frame.live_time, frame.occupied, frame.events)
+        evidence = portal.feed(t, frame.counts, frame.live_time, frame.occupied, frame.events,
+                               frame.windows)
         if evidence is not None:
             found.append(evidence)
     # which subject was in the lane when each passage ended (the lane holds one at a time)

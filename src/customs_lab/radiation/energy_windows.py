@@ -89,6 +89,8 @@ class Discrimination:
 
     def explanation(self) -> str:
         """Return a one-line summary."""
+        if self.excess <= 0:
+            return 'energy windows: no excess over background'
         verdict = 'threat-like' if self.log_likelihood_ratio > 0 else 'NORM-like'
         return (f'energy windows: {verdict} ({self.log_likelihood_ratio:+.1f} nats; best threat '
                 f'{self.threat}, best NORM {self.norm}; {self.excess:.0f} counts above '

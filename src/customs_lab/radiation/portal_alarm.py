@@ -18,9 +18,15 @@ Core module: no ROS.
 from dataclasses import asdict, dataclass, fields
 import math
 
+import numpy as np
+
 from customs_lab.radiation import alarm
+from customs_lab.radiation.energy_windows import Discrimination, discriminate
 from customs_lab.radiation.passage import Passage, PassageTracker
 from customs_lab.radiation.shadow import LaneGeometry
+from customs_lab.radiation.spectrometer import Spectrometer
+
+PANEL_MODEL = Spectrometer.pvt_panel()  # the energy windows' templates: a portal's PVT panel
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class PortalAlarmParameters:
     background_holdoff: float = 5.0  # s after a passage before the empty lane teaches again
     background_gate_sigma: float = 5.0  # empty-lane frames this far above are not learned
     shadow_correction: bool = True  # correct the subject's shadow (needs the lane's geometry)
+    norm_prior: float = 0.1  # share of subjects with NORM cargo, for the energy-window evidence
 
     @classmethod
     def from_dict(cls, values: dict) -> 'PortalAlarmParameters':
@@ -46,6 +53,10 @@ class PortalAlarmParameters:
             raise ValueError(f'unknown rpm_alarm parameters {sorted(unknown)}')
         kinds = {f.name: f.type for f in fields(cls)}
         return cls(**{k: (bool(v) if kinds[k] is bool else float(v)) for k, v in values.items()})
+
+    def __post_init__(self):
+        if not 0.0 < self.norm_prior < 1.0:
+            raise ValueError(f'norm_prior must be in (0, 1), got {self.norm_prior!r}')
 
     def as_dict(self) -> dict:
         """Return {name: value}."""
@@ -61,6 +72,19 @@ class PortalAlarmParameters:
         )
 
 
+def combined_log_likelihood_ratio(gross: float, windows: float, norm_prior: float) -> float:
+    """Return ln P(data | threat) / P(data | background or NORM cargo).
+
+    gross: ln P(data | threat) / P(data | background) (the gross-count Bayes factor); windows:
+    ln P(data | threat) / P(data | NORM) (the energy windows' ratio of the best threat template
+    to the best NORM template; about 0 without an excess); norm_prior: the share of subjects
+    carrying NORM, the prior of NORM under "no threat". A threat hidden in NORM cargo fits
+    neither template and reads NORM-like here: the spectrometers' identification (mixtures)
+    is what sees it.
+    """
+    return -float(np.logaddexp(math.log1p(-norm_prior) - gross, math.log(norm_prior) - windows))
+
+
 @dataclass(frozen=True)
 class PassageVerdict:
     """A passage and its test, as the evidence reports them."""
@@ -68,6 +92,8 @@ class PassageVerdict:
     passage: Passage
     result: alarm.AlarmResult
     background_ready: bool
+    discrimination: Discrimination | None = None  # the energy windows' verdict, if reported
+    norm_prior: float = 0.1
 
     @property
     def alarm(self) -> bool:
@@ -76,8 +102,18 @@ class PassageVerdict:
 
     @property
     def log_likelihood_ratio(self) -> float:
-        """Return the evidence's LLR, nats (0 while the background is not learned)."""
-        return float(self.result.log_likelihood_ratio) if self.background_ready else 0.0
+        """Return the evidence's LLR, nats (0 while the background is not learned).
+
+        The gross-count Bayes factor, combined with the energy windows' threat-versus-NORM
+        ratio when the device reports windows (`combined_log_likelihood_ratio`).
+        """
+        if not self.background_ready:
+            return 0.0
+        gross = float(self.result.log_likelihood_ratio)
+        if self.discrimination is None:
+            return gross
+        return combined_log_likelihood_ratio(gross, self.discrimination.log_likelihood_ratio,
+                                             self.norm_prior)
 
     @property
     def log_likelihood_ratio_std(self) -> float:
@@ -87,7 +123,10 @@ class PassageVerdict:
     @property
     def explanation(self) -> str:
         """Return the officer's one-line explanation."""
-        return alarm.explain(self.result, self.background_ready)
+        text = alarm.explain(self.result, self.background_ready)
+        if self.discrimination is not None and self.background_ready:
+            text += '; ' + self.discrimination.explanation()
+        return text
 
 
 class PortalAlarm:
@@ -98,6 +137,7 @@ class PortalAlarm:
         """Build the alarm; with the lane's geometry the subject's shadow is corrected."""
         self.geometry = geometry
         self.tracker = None
+        self._window_edges, self._window_background, self._passage_windows = (), None, None
         self.stats = {'passages': 0, 'alarms': 0, 'not_ready': 0}
         self.configure(parameters or PortalAlarmParameters(), rebuild=True)
 
@@ -120,17 +160,22 @@ class PortalAlarm:
         return True
 
     def feed(self, stamp: float, seq: int, counts, live_time: float, occupied: bool,
-             subject_id: str = '', speed: float = math.nan) -> PassageVerdict | None:
+             subject_id: str = '', speed: float = math.nan, windows=None,
+             edges=()) -> PassageVerdict | None:
         """Take one frame; return the verdict of a passage it completed, else None.
 
         subject_id: what the lane reader read, on occupied frames; speed: the subject's, as the
-        lane measured it, m/s. Raises ValueError if a completed passage cannot be tested (the
-        caller reports it; the frames are gone).
+        lane measured it, m/s; windows (channels, k) and edges (k + 1, keV): the channels'
+        energy-window counts, when the device reports them. Raises ValueError if a completed
+        passage cannot be tested (the caller reports it; the frames are gone).
         """
         self.ensure_tracker(len(counts))
         if occupied and subject_id:
             self.tracker.set_subject(subject_id)
+        learned = self.tracker.background.total_live_time
         passage = self.tracker.feed(stamp, seq, counts, live_time, occupied, speed)
+        self._feed_windows(windows, edges, live_time, occupied,
+                           self.tracker.background.total_live_time > learned)
         if passage is None:
             return None
         background = self.tracker.background
@@ -140,11 +185,47 @@ class PortalAlarm:
             shadow = self.geometry.background_factors(
                 passage.counts, passage.live_times, passage.stamps, stamp, passage.speed,
                 background.rate())
+        factors = None if shadow is None else shadow[0]
         result = alarm.evaluate_passage(passage.counts, passage.live_times, background.rate(),
-                                        background.rate_std(), self.config,
-                                        None if shadow is None else shadow[0])
-        verdict = PassageVerdict(passage, result, ready)
+                                        background.rate_std(), self.config, factors)
+        verdict = PassageVerdict(passage, result, ready, self._discriminate(passage, factors),
+                                 self.parameters.norm_prior)
         self.stats['passages'] += 1
         self.stats['alarms'] += int(verdict.alarm)
         self.stats['not_ready'] += int(not ready)
         return verdict
+
+    def _feed_windows(self, windows, edges, live_time: float, occupied: bool, learned: bool):
+        """Sum a frame's energy-window counts into the passage or the empty lane's background."""
+        if windows is None or len(edges) < 2:
+            return
+        summed = np.asarray(windows, dtype=float).reshape(-1, len(edges) - 1).sum(axis=0)
+        edges = tuple(float(e) for e in edges)
+        if edges != self._window_edges:  # a new device configuration: learn again
+            self._window_edges = edges
+            self._window_background = alarm.BackgroundEstimator(
+                len(edges) - 1, self.parameters.background_time_constant,
+                self.parameters.background_min_live_time)
+            self._passage_windows = None
+        if occupied:
+            held = self._passage_windows
+            self._passage_windows = summed if held is None else held + summed
+        elif learned:
+            self._window_background.update(summed[None, :], [live_time])
+
+    def _discriminate(self, passage: Passage, factors) -> Discrimination | None:
+        """Return the energy windows' verdict on a completed passage, if they were reported."""
+        counts, self._passage_windows = self._passage_windows, None
+        background = self._window_background
+        if counts is None or background is None or not background.ready:
+            return None
+        shade = 1.0
+        if factors is not None:  # the shadow, weighted by where the background counts fall
+            rate = self.tracker.background.rate()
+            weights = np.outer(passage.live_times, rate)
+            shade = float(np.sum(weights * factors) / max(np.sum(weights), 1e-300))
+        expected = background.rate() * float(np.sum(passage.live_times)) * shade
+        if not np.all(expected > 0):
+            return None
+        bands = tuple(zip(self._window_edges[:-1], self._window_edges[1:], strict=True))
+        return discriminate(counts, expected, PANEL_MODEL, bands)

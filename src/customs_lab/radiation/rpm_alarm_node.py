@@ -14,6 +14,7 @@ from dataclasses import fields
 import pathlib
 import uuid
 
+import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
@@ -105,6 +106,9 @@ class RpmAlarm(Node):
         )
         declare(self, 'shadow_correction', defaults.shadow_correction,
                 "Correct the background for the passing subject's shadow")
+        declare(self, 'norm_prior', defaults.norm_prior,
+                'Share of subjects with NORM cargo (weighs the energy windows)',
+                minimum=1e-6, maximum=0.999)
         declare(self, 'site_file', '', 'Site description with the portal geometry '
                 '(empty: config/site.yaml)')
         declare(self, 'device', '', "The portal's name in the site file (empty: the namespace's "
@@ -184,6 +188,8 @@ class RpmAlarm(Node):
                 msg.occupied,
                 msg.subject.id,
                 msg.subject_speed,
+                self._windows(msg),
+                msg.window_edges_kev,
             )
         except ValueError as error:
             self.get_logger().error(f'passage ending at frame {msg.sequence} not evaluated: '
@@ -191,6 +197,13 @@ class RpmAlarm(Node):
             return
         if verdict is not None:
             self._publish(verdict, msg)
+
+    def _windows(self, msg: RadiationCounts):
+        """Return the frame's energy-window counts as (channels, windows), or None."""
+        k = len(msg.window_edges_kev) - 1
+        if k < 1 or len(msg.gamma_window_counts) != k * len(msg.gamma_counts):
+            return None
+        return np.asarray(msg.gamma_window_counts, dtype=float).reshape(-1, k)
 
     def _publish(self, verdict, msg):
         passage = verdict.passage

@@ -76,8 +76,15 @@ class OfflinePortal:
     """One portal's driver and alarm node: feed its frames in order, get evidence per passage."""
 
     def __init__(self, sensor_id: str, subject_kind: SubjectKind,
-                 parameters: PortalAlarmParameters | None = None, geometry=None):
-        """geometry: the lane's (radiation.shadow.LaneGeometry), to correct subjects' shadow."""
+                 parameters: PortalAlarmParameters | None = None, geometry=None,
+                 window_edges=()):
+        """Build the chain of one portal.
+
+        geometry: the lane's (radiation.shadow.LaneGeometry), to correct subjects' shadow;
+        window_edges: keV, the energy windows of the frames' window counts (as the device's
+        status line gives them to the driver).
+        """
+        self.window_edges = tuple(window_edges)
         if not sensor_id:
             raise ValueError('sensor_id must not be empty (it names the evidence slot)')
         self.sensor_id = sensor_id
@@ -94,11 +101,12 @@ class OfflinePortal:
         return dict(self.portal.stats)
 
     def feed(self, stamp: float, counts, live_time: float, occupied: bool,
-             events=()) -> PortalEvidence | None:
+             events=(), windows=None) -> PortalEvidence | None:
         """Take one frame and the occupancy edges before it; return a passage's evidence or None.
 
         events: the lane's occupancy edges reported before this frame's counts, in order, each
-        with `occupied` and `subject_id` (the lane reader's read).
+        with `occupied` and `subject_id` (the lane reader's read); windows: (channels, k) counts
+        in the energy windows, if the device reports them.
         """
         for event in events:  # the driver: an edge to occupied names the subject
             self._read_id = event.subject_id if event.occupied else ''
@@ -110,7 +118,8 @@ class OfflinePortal:
             self._subject = Subject(self.subject_kind, subject_id)
         try:
             verdict = self.portal.feed(stamp, seq, counts, live_time, occupied, subject_id,
-                                       self._speed if occupied else math.nan)
+                                       self._speed if occupied else math.nan, windows,
+                                       self.window_edges if windows is not None else ())
         except ValueError:
             return None  # the node logs it and publishes nothing
         if verdict is None:
