@@ -69,3 +69,22 @@ def test_no_excess_says_nothing_and_bad_input_is_refused():
         discriminate(BACKGROUND * np.nan, BACKGROUND, PANEL)
     with pytest.raises(ValueError, match='density'):
         Spectrometer(density=0.0)
+
+
+def test_a_window_edge_at_1100_kev_tells_co60_from_k40():
+    rng = np.random.default_rng(8)
+    edges = (60.0, 250.0, 600.0, 1100.0, 3000.0)
+    bands = tuple(zip(edges[:-1], edges[1:], strict=True))
+    background = window_counts(PANEL.natural_background(), PANEL, bands) * 20.0
+
+    def median_llr(nuclide, shields, windows):
+        f = window_counts(PANEL.nuclide_response(nuclide, shields), PANEL, windows)
+        b = window_counts(PANEL.natural_background(), PANEL, windows) * 20.0
+        return np.median([discriminate(rng.poisson(b + 3000 * f / f.sum()), b, PANEL,
+                                       windows).log_likelihood_ratio for _ in range(15)])
+
+    fertiliser = (Shield('KCl', 1.0, 0.3),)
+    assert background.shape == (4,)
+    assert abs(median_llr('Co-60', (), WINDOWS_KEV)) < 5.0  # three windows: undecided
+    assert median_llr('Co-60', (), bands) > 10.0
+    assert median_llr('K-40', fertiliser, bands) < -10.0
