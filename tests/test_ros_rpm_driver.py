@@ -50,11 +50,17 @@ def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_pat
     firmware.send_occupancy(1000, True, 'RR123456785KR')
     for tick in range(10):
         firmware.send_counts(1000 + 100 * tick, 0.1, True, [100 + tick, 200 + tick])
+        if tick == 0:  # on time; the next nine were held in the device and arrive in a burst
+            assert harness.spin_until(lambda: len(received) == 1, 5.0)
+            harness.spin_for(1.0)  # (the device measured them meanwhile)
     assert harness.spin_until(lambda: len(received) == 10, 5.0)
     assert [m.gamma_counts.tolist() for m in received][:2] == [[100, 200], [101, 201]]
     assert received[0].gamma_panel_ids == ['left', 'right']
     assert received[0].subject.id == 'RR123456785KR' and received[0].subject.id_valid
     assert received[0].sensor_id == 'rpm/test' and received[0].live_time == pytest.approx(0.1)
+    # they arrived in one burst; stamped by the device's clock, 100 ms apart as its ticks say
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in received]
+    assert [round(b - a, 6) for a, b in zip(stamps, stamps[1:], strict=False)] == [0.1] * 9
 
     # corrupt bytes between good lines: the bad line is counted, the good ones all arrive
     os.write(firmware._master, b'$RPMC,99,1,100,0,5*0000\r\n\x00\x13garbage')

@@ -22,6 +22,7 @@ import time
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
+from rclpy.time import Time
 import serial
 
 from customs_interfaces.msg import GammaSpectrum, RadiationCounts
@@ -163,6 +164,7 @@ class RpmDriver(LifecycleNode):
         self.device_status = None
         self.detectors = {}  # detector id -> (last DetectorStatusFrame, spectra, last wall s)
         self._expected_seq = None
+        self._clock_offset, self._last_ticks, self._tick_wraps = None, None, 0
         self._subject_id = ''
         self._speed = math.nan
         self._last_line = None
@@ -212,6 +214,7 @@ class RpmDriver(LifecycleNode):
         self.stats['reconnects'] += 1
         self._link_state = 'open'
         self._expected_seq = None
+        self._clock_offset, self._last_ticks, self._tick_wraps = None, None, 0
         self._last_line = time.monotonic()
         self.get_logger().info(f'opened {self.port} at {self.baudrate} bit/s')
         return link
@@ -242,6 +245,26 @@ class RpmDriver(LifecycleNode):
             self.detectors[frame.detector_id] = (status, spectra + 1, time.monotonic())
             self._publish_spectrum(frame, status)
 
+    def _stamp(self, ticks_ms: int):
+        """Return the ROS time of a device tick: its clock, offset by the least latency seen.
+
+        Lines arrive in bursts (a read returns several), so the time of arrival is no frame's
+        time; the device's own clock is. Its offset to ROS time is the smallest (arrival -
+        device time) seen since the link opened (a minimum-latency filter, as drivers of
+        time-stamping devices do); a device clock that jumps back (a reset) starts it again.
+        """
+        if self._last_ticks is not None and ticks_ms < self._last_ticks:
+            if self._last_ticks - ticks_ms > 2**31:
+                self._tick_wraps += 1  # the 32-bit millisecond counter wrapped
+            else:
+                self._clock_offset = None  # the device restarted its clock
+        self._last_ticks = ticks_ms
+        device = (ticks_ms + self._tick_wraps * 2**32) / 1000.0
+        now = self.get_clock().now().nanoseconds / 1e9
+        if self._clock_offset is None or now - device < self._clock_offset:
+            self._clock_offset = now - device
+        return Time(nanoseconds=int(round((device + self._clock_offset) * 1e9))).to_msg()
+
     def _publish_counts(self, frame: protocol.CountsFrame):
         msg = RadiationCounts(
             sensor_id=self.sensor_id,
@@ -250,7 +273,7 @@ class RpmDriver(LifecycleNode):
             gamma_counts=list(frame.counts),
             occupied=frame.occupied,
         )
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = self._stamp(frame.ticks_ms)
         msg.header.frame_id = self.frame_id
         ids = (
             self.panel_ids
@@ -285,7 +308,7 @@ class RpmDriver(LifecycleNode):
         )
         if status is not None and status.channels == len(frame.counts):
             msg.energy_calibration = [0.0, status.max_kev / status.channels]
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = self._stamp(frame.ticks_ms)
         msg.header.frame_id = self.frame_id
         if frame.occupied and self._subject_id:
             msg.subject = subject_to_msg(Subject(self.subject_kind, self._subject_id))
