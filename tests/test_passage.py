@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from customs_lab.radiation.alarm import BackgroundEstimator
 from customs_lab.radiation.passage import PassageTracker
@@ -95,3 +96,13 @@ def test_the_gate_keeps_a_source_beside_the_empty_lane_out_of_the_background():
     ungated.update(rng.poisson(background * 0.1, size=(200, 2)), 0.1)
     ungated.update(rng.poisson(4 * background * 0.1, size=(100, 2)), 0.1)
     assert np.sum(ungated.rate()) > 1.5 * np.sum(background)
+
+
+def test_frame_times_are_one_period_apart_whatever_the_stamps_do():
+    from customs_lab.radiation.passage import Passage
+
+    stamps = np.array([10.1, 10.2, 10.3, 10.35, 10.45, 10.55])  # the host's offset moved
+    passage = Passage('X', np.ones((6, 2)), np.full(6, 0.1), 10.1, 10.65, 0, 5, stamps, 2.2)
+    times, end = passage.frame_times()
+    assert times == pytest.approx([10.1, 10.2, 10.3, 10.4, 10.5, 10.6])
+    assert end == pytest.approx(10.7)

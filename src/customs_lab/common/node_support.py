@@ -50,6 +50,10 @@ def reliable(depth: int) -> QoSProfile:
 
 # Shared topics (absolute names: one bus per site)
 EVIDENCE_TOPIC = '/evidence'
+# sources located by the portals, their markers and the last one's dose-rate field (RViz)
+LOCATED_TOPIC = '/radiation/located_sources'
+MARKERS_TOPIC = '/radiation/located_source_markers'
+DOSE_TOPIC = '/radiation/dose_rate'
 DECISIONS_TOPIC = '/decisions'
 DECLARATIONS_TOPIC = '/clearance/declarations'
 INSPECTION_RESULTS_TOPIC = '/clearance/inspection_results'

@@ -33,6 +33,19 @@ class Passage:
     stamps: np.ndarray | None = None  # (frames,) s, each frame's end
     speed: float = math.nan  # m/s, as the lane measured it (NaN: not measured)
 
+    def frame_times(self) -> tuple[np.ndarray, float]:
+        """Return (each frame's end, the end of the passage: the next frame's end), s.
+
+        The device counts frame after frame: a passage's frames are one period apart (the
+        median spacing of their stamps), from the first one's stamp. A jump of the stamps in
+        the middle of a passage (a host's clock-offset correction, a late burst) moves none.
+        """
+        stamps = np.asarray(self.stamps, dtype=float)
+        period = float(np.median(np.diff(stamps))) if len(stamps) > 1 else float(
+            np.median(self.live_times))
+        times = stamps[0] + period * np.arange(len(stamps))
+        return times, float(times[-1] + period)
+
 
 class PassageTracker:
     """Feed frames in order; get a Passage back when the lane empties."""

@@ -17,6 +17,7 @@ Core module: no ROS.
 
 from dataclasses import asdict, dataclass, fields
 import math
+import uuid
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from customs_lab.radiation.passage import Passage, PassageTracker
 from customs_lab.radiation.shadow import LaneGeometry
 from customs_lab.radiation.spectrometer import Spectrometer
 
+# evidence ids: uuid5 of the sensor id and the passage's frame numbers, so a re-sent item keeps
+# its id (rpm_alarm, and simulation/offline_site.py for the benchmarks)
+EVIDENCE_NAMESPACE = uuid.UUID('0c7d5e3a-4b1f-4e8a-9d26-7f3b2a1c5e90')
 PANEL_MODEL = Spectrometer.pvt_panel()  # the energy windows' templates: a portal's PVT panel
 
 
@@ -120,6 +124,12 @@ class PassageVerdict:
         """Return the LLR's standard deviation, nats (0 while the background is not learned)."""
         return float(self.result.log_likelihood_ratio_std) if self.background_ready else 0.0
 
+    def evidence_id(self, sensor_id: str) -> uuid.UUID:
+        """Return the evidence's id: the same for the same device and frames."""
+        passage = self.passage
+        return uuid.uuid5(EVIDENCE_NAMESPACE,
+                          f'{sensor_id}/{passage.first_seq}-{passage.last_seq}')
+
     @property
     def explanation(self) -> str:
         """Return the officer's one-line explanation."""
@@ -182,8 +192,9 @@ class PortalAlarm:
         ready = background.ready
         shadow = None
         if self.geometry is not None and self.parameters.shadow_correction and ready:
+            times, end = passage.frame_times()
             shadow = self.geometry.background_factors(
-                passage.counts, passage.live_times, passage.stamps, stamp, passage.speed,
+                passage.counts, passage.live_times, times, end, passage.speed,
                 background.rate())
         factors = None if shadow is None else shadow[0]
         result = alarm.evaluate_passage(passage.counts, passage.live_times, background.rate(),

@@ -6,22 +6,34 @@ teach the background; the frames of each passage go through the gross-count test
 probability) and its Bayes factor becomes the Evidence's log-likelihood ratio, published on
 /evidence with kind radiation.gamma. The portal's geometry (its panels and lane, from the site
 description `site_file`, device `device`) lets it correct the background for the shadow of the
-subject passing (radiation/shadow.py). Parameters can be changed at run time (the geometry
-excepted); bad values are refused by the on-set callback.
+subject passing (radiation/shadow.py) and, after an alarm whose energy windows look like a
+threat, locate the source (radiation/located_source.py, on a worker thread: a couple of
+seconds) and publish it, for every portal on the same topics: /radiation/located_sources
+(LocatedSource: in the subject and on the map, with its covariance and dose rate),
+/radiation/located_source_markers (MarkerArray) and /radiation/dose_rate (PointCloud2 of
+air-kerma rate, uGy/h, at chest height around it; latched) for RViz.
+Parameters can be changed at run time (the geometry excepted); bad values are refused by the
+on-set callback.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 import pathlib
-import uuid
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
+from visualization_msgs.msg import MarkerArray
 
-from customs_interfaces.msg import Evidence, RadiationCounts
+from customs_interfaces.msg import Evidence, LocatedSource, RadiationCounts
 from customs_lab.common.data_dir import share_dir
 from customs_lab.common.node_support import (
+    DOSE_TOPIC,
     EVIDENCE_TOPIC,
+    LATCHED,
+    LOCATED_TOPIC,
+    MARKERS_TOPIC,
     Diagnostics,
     declare,
     reliable,
@@ -29,6 +41,8 @@ from customs_lab.common.node_support import (
     time_msg_to_seconds,
     uuid_to_msg,
 )
+from customs_lab.common.rviz import intensity_cloud, source_markers
+from customs_lab.radiation import located_source
 from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
 from customs_lab.radiation.shadow import LaneGeometry
 from customs_lab.site.layout import load_site
@@ -113,7 +127,11 @@ class RpmAlarm(Node):
                 '(empty: config/site.yaml)')
         declare(self, 'device', '', "The portal's name in the site file (empty: the namespace's "
                 'last part)')
+        declare(self, 'locate_sources', True,
+                'Locate the source of an alarm that looks like a threat (needs the geometry)')
         self.geometry, self.geometry_problem = self._load_geometry()
+        self.located = 0
+        self._locator = ThreadPoolExecutor(max_workers=1, thread_name_prefix='locate')
         self.add_on_set_parameters_callback(self._validate)
         self.add_post_set_parameters_callback(self._apply)
         self.portal = None
@@ -123,6 +141,9 @@ class RpmAlarm(Node):
         self.empty_frames = 0  # frames without gamma channels (a driver or device fault)
         self._apply([])
         self.evidence_pub = self.create_publisher(Evidence, EVIDENCE_TOPIC, reliable(100))
+        self.source_pub = self.create_publisher(LocatedSource, LOCATED_TOPIC, reliable(20))
+        self.marker_pub = self.create_publisher(MarkerArray, MARKERS_TOPIC, 10)
+        self.dose_pub = self.create_publisher(PointCloud2, DOSE_TOPIC, LATCHED)
         self.create_subscription(RadiationCounts, 'counts', self.on_counts, reliable(100))
         self.diagnostics = Diagnostics(self)
         self.create_timer(1.0, self._report)
@@ -208,7 +229,7 @@ class RpmAlarm(Node):
     def _publish(self, verdict, msg):
         passage = verdict.passage
         evidence = Evidence(
-            evidence_id=uuid_to_msg(uuid.uuid4()),
+            evidence_id=uuid_to_msg(verdict.evidence_id(self.sensor_id)),
             sensor_id=self.sensor_id,
             source_node=self.get_fully_qualified_name(),
             kind=Evidence.KIND_RADIATION_GAMMA,
@@ -228,6 +249,52 @@ class RpmAlarm(Node):
             evidence.subject.id_valid = False
         self.evidence_pub.publish(evidence)
         self.get_logger().info(f'{passage.subject_id or "(unread)"}: {evidence.explanation}')
+        threat_like = verdict.discrimination is None or (
+            verdict.discrimination.log_likelihood_ratio > 0)
+        if (verdict.alarm and threat_like and self.geometry is not None
+                and self.get_parameter('locate_sources').value):
+            self._locator.submit(self._locate, verdict, self.portal.tracker.background.rate(),
+                                 evidence)
+
+    def _locate(self, verdict, background, evidence: Evidence):
+        """Locate an alarm's source (worker thread) and publish it for fusion's users and RViz."""
+        kind = 'container' if evidence.subject.kind == evidence.subject.KIND_CONTAINER \
+            else 'parcel'
+        try:
+            found = located_source.locate(
+                verdict.passage, self.geometry, background,
+                located_source.nuclide_of(verdict.discrimination), kind)
+        except ValueError as error:
+            self.get_logger().error(f'source of {verdict.passage.subject_id} not located: {error}')
+            return
+        if found is None or not found.clear:
+            return
+        header = evidence.header
+        header.frame_id = 'map'
+        msg = LocatedSource(header=header, sensor_id=self.sensor_id, subject=evidence.subject,
+                            nuclide=found.nuclide, activity=found.activity,
+                            dose_rate_1m=found.dose_rate_1m, deviance=found.deviance,
+                            explanation=found.explanation)
+        msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = (
+            float(v) for v in found.in_map)
+        msg.pose.pose.orientation.w = 1.0
+        covariance = np.zeros((6, 6))
+        covariance[:3, :3] = found.covariance_map
+        msg.pose.covariance = covariance.ravel().tolist()
+        msg.position_in_subject.x, msg.position_in_subject.y, msg.position_in_subject.z = (
+            float(v) for v in found.in_subject)
+        std = msg.position_in_subject_std
+        std.x, std.y, std.z = (float(v) for v in found.in_subject_std)
+        self.source_pub.publish(msg)
+        std_map = np.sqrt(np.clip(np.diag(found.covariance_map), 0.0, None))
+        label = (f'{evidence.subject.id or "unread"}: {found.nuclide} >= '
+                 f'{found.activity / 1e6:.3g} MBq, {found.dose_rate_1m:.3g} uGy/h at 1 m')
+        self.marker_pub.publish(source_markers(header, self.located, found.in_map, std_map,
+                                               label))
+        self.dose_pub.publish(intensity_cloud(header, *found.field()))
+        self.located += 1
+        self.get_logger().warning(f'{evidence.subject.id or "(unread)"}: {found.explanation}; '
+                                  f'{label}')
 
     def _report(self):
         tracker = self.portal.tracker
@@ -273,6 +340,7 @@ class RpmAlarm(Node):
             alarms=self.portal.stats['alarms'],
             elevated_empty_lane_frames=tracker.elevated_frames,
             holdoff_frames=tracker.holdoff_frames,
+            located_sources=self.located,
             background_cps=[round(float(r), 1) for r in background.rate()],
         )
         self.diagnostics.update(

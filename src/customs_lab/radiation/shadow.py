@@ -30,7 +30,7 @@ import math
 import numpy as np
 from scipy.optimize import brentq
 
-from customs_lab.radiation.physics import solid_angle_rectangle
+from customs_lab.radiation.physics import DetectorPanel, solid_angle_rectangle
 
 MAX_FRACTION = 0.95  # the largest shadowed fraction fitted
 
@@ -122,14 +122,29 @@ class LaneGeometry:
     floor: float  # m, the subject's floor above the ground (a chassis, the belt)
     width: float  # m, the subject's assumed width
     height: float  # m, the subject's assumed height
+    panels: tuple = ()  # the panels as physics.DetectorPanel (for localization)
+    pose: tuple = (0.0, 0.0, 0.0)  # the device frame in the map: x, y (m), yaw (rad)
 
     @classmethod
     def from_spec(cls, spec) -> 'LaneGeometry':
         """Return the geometry of a site file's portal (site.layout.PortalSpec)."""
         width, height = SUBJECT_SECTION.get(spec.subject_kind, SUBJECT_SECTION['parcel'])
+        panels = tuple(DetectorPanel(p.id, p.center, p.normal, p.width, p.height, p.thickness)
+                       for p in spec.panels)
         return cls(tuple(tuple(p.center) for p in spec.panels),
                    tuple(p.normal[1] for p in spec.panels), spec.occupancy_half_width,
-                   spec.subject_floor_height, width, height)
+                   spec.subject_floor_height, width, height, panels,
+                   (spec.pose.x, spec.pose.y, spec.pose.yaw))
+
+    def to_map(self, point, covariance=None):
+        """Return a device-frame point (and its 3x3 covariance) in the map frame."""
+        x, y, yaw = self.pose
+        c, s = math.cos(yaw), math.sin(yaw)
+        rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        moved = rotation @ np.asarray(point, dtype=float) + [x, y, 0.0]
+        if covariance is None:
+            return moved
+        return moved, rotation @ np.asarray(covariance, dtype=float) @ rotation.T
 
     def background_factors(self, counts, live_times, stamps, end_time: float, speed: float,
                            background_rate, sigmas: float = 1.0):

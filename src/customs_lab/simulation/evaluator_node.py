@@ -10,12 +10,13 @@ decisions reached the clearance database, checks which nodes subscribe to the gr
 
 import datetime
 import json
+import math
 import time
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from customs_interfaces.msg import GroundTruthSubject, RiskDecision, ScenarioStatus
+from customs_interfaces.msg import GroundTruthSubject, LocatedSource, RiskDecision, ScenarioStatus
 from customs_lab.clearance.database import ClearanceDatabase, expand_url, sqlite_url
 from customs_lab.common.data_dir import data_dir
 from customs_lab.common.node_support import (
@@ -24,11 +25,13 @@ from customs_lab.common.node_support import (
     GROUND_TRUTH_TOPIC,
     LATCHED,
     LATCHED_ALL,
+    LOCATED_TOPIC,
     SCENARIO_STATUS_TOPIC,
     Diagnostics,
     declare,
     msg_to_subject,
     msg_to_uuid,
+    reliable,
     run_node,
 )
 from customs_lab.common.subjects import SubjectKind
@@ -63,12 +66,18 @@ class Evaluator(Node):
         )
         self.create_subscription(RiskDecision, DECISIONS_TOPIC, self.on_decision, DECISIONS_QOS)
         self.create_subscription(ScenarioStatus, SCENARIO_STATUS_TOPIC, self.on_status, LATCHED)
+        self.true_sources = {}  # subject key -> [(nuclide, Bq, position in the subject)]
+        self.located = []  # the sources the portals located, as reported
+        self.create_subscription(LocatedSource, LOCATED_TOPIC, self.on_located, reliable(20))
         self.create_timer(0.5, self.on_timer, clock=self._wall)
         self.diagnostics = Diagnostics(self)
 
     def on_truth(self, msg: GroundTruthSubject):
         """Record one subject's truth."""
         subject = msg_to_subject(msg.subject)
+        self.true_sources[subject.key] = [
+            (i.nuclide, i.activity, (i.position.x, i.position.y, i.position.z))
+            for i in msg.items if i.category == 'radioactive_source' and i.nuclide]
         categories = tuple(sorted({i.category for i in msg.items if i.contraband}))
         description = '; '.join(i.description for i in msg.items if i.contraband) or 'clean'
         self.evaluation.add_truth(
@@ -92,6 +101,28 @@ class Evaluator(Node):
             msg.recommended_action,
             msg.explanation,
         )
+
+    def on_located(self, msg: LocatedSource):
+        """Record a located source, to score it against the truth at the end."""
+        at = msg.position_in_subject
+        std = msg.position_in_subject_std
+        self.located.append((msg_to_subject(msg.subject).key, msg.nuclide, msg.activity,
+                             (at.x, at.y, at.z), (std.x, std.y, std.z), msg.dose_rate_1m))
+
+    def _score_located(self) -> list:
+        """Return each located source beside the true source nearest to it (if any)."""
+        out = []
+        for key, nuclide, activity, position, std, dose in self.located:
+            entry = {'subject': key, 'nuclide': nuclide, 'activity_bq': activity,
+                     'position_in_subject': position, 'std': std, 'dose_rate_1m': dose}
+            truths = self.true_sources.get(key, [])
+            if truths:
+                errors = [math.dist(position, t[2]) for t in truths]
+                best = truths[errors.index(min(errors))]
+                entry.update({'true_nuclide': best[0], 'true_activity_bq': best[1],
+                              'true_position': best[2], 'error_m': min(errors)})
+            out.append(entry)
+        return out
 
     def on_status(self, msg: ScenarioStatus):
         """Follow the scenario; print progress every 10 %."""
@@ -170,6 +201,7 @@ class Evaluator(Node):
                 'audit_log': audit,
                 'database': self.database_url,
                 'ground_truth_subscribers': truth_readers,
+                'located_sources': self._score_located(),
                 'ground_truth_isolated': truth_readers == [me],
             }
         )
@@ -190,6 +222,12 @@ class Evaluator(Node):
             f'the evaluator: {report["ground_truth_isolated"]}',
             flush=True,
         )
+        errors = sorted(s['error_m'] for s in report['located_sources'] if 'error_m' in s)
+        if report['located_sources']:
+            print(f'located sources: {len(report["located_sources"])}, {len(errors)} in a '
+                  f'subject that carried one; position error median '
+                  f'{errors[len(errors) // 2] if errors else math.nan:.2f} m, '
+                  f'max {max(errors) if errors else math.nan:.2f} m', flush=True)
         print(f'report:   {path}\ndatabase: {self.database_url}', flush=True)
         raise SystemExit(0)
 

@@ -15,8 +15,8 @@ Taken from the nodes, one by one:
   subject of a passage's evidence is the last one an occupied frame named; kind
   radiation.gamma, correlation group = sensor id; stamp = the first empty-lane frame, which
   completes the passage.
-Evidence ids are uuid5 of the sensor id and the passage's frame numbers (the node draws uuid4),
-so that a run replays exactly.
+Evidence ids are uuid5 of the sensor id and the passage's frame numbers, as the node's, so
+that a run replays exactly.
 
 Processing side only: it sees what the devices report, never what a subject carries.
 Core module: no ROS.
@@ -25,7 +25,6 @@ Core module: no ROS.
 from dataclasses import dataclass
 import math
 import pathlib
-import uuid
 
 import yaml
 
@@ -35,7 +34,6 @@ from customs_lab.radiation.alarm import AlarmResult
 from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
 
 EVIDENCE_KIND = 'radiation.gamma'  # Evidence.KIND_RADIATION_GAMMA
-EVIDENCE_NAMESPACE = uuid.UUID('0c7d5e3a-4b1f-4e8a-9d26-7f3b2a1c5e90')
 
 
 def alarm_parameters(path=None) -> PortalAlarmParameters:
@@ -129,8 +127,7 @@ class OfflinePortal:
         if not passage.subject_id:
             subject = Subject(self.subject_kind, '')
         id_valid = bool(subject.id) and subject.validate()[0]
-        evidence_id = uuid.uuid5(
-            EVIDENCE_NAMESPACE, f'{self.sensor_id}/{passage.first_seq}-{passage.last_seq}')
+        evidence_id = verdict.evidence_id(self.sensor_id)
         item = EvidenceItem(
             evidence_id=str(evidence_id),
             kind=EVIDENCE_KIND,
