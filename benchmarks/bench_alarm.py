@@ -55,9 +55,7 @@ LOADED_ACTIVITIES = (2e6, 3e6, 5e6, 1e7)  # Bq, Cs-137 in cotton
 
 def panels_of(spec):
     """Return the portal's panels as physics detector panels, and their background (cps)."""
-    panels = [physics.DetectorPanel(p.id, np.array(p.center), np.array(p.normal), p.width,
-                                    p.height, p.thickness) for p in spec.panels]
-    return panels, np.array([p.background for p in spec.panels])
+    return physics.detector_panels(spec.panels), np.array([p.background for p in spec.panels])
 
 
 def learned_background(rng, rates):

@@ -17,7 +17,6 @@ from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.radiation import physics
 from customs_lab.radiation.passage_localization import (
     container_size,
-    detector_panels,
     estimate_length,
     estimate_speed,
     localize_passage,
@@ -55,7 +54,7 @@ def exact_frames(position, activity, seed):
     on = (SPEC.approach - HALF) / SPEED  # the front reaches x = -h
     stamps = np.arange(math.ceil((on - MARGIN) / PERIOD),
                        math.ceil((on + (length + 2 * HALF) / SPEED + MARGIN) / PERIOD)) * PERIOD
-    panels = detector_panels(SPEC.panels)
+    panels = physics.detector_panels(SPEC.panels)
     wall = (physics.Shield('Fe', 7.874, CONTAINER_WALL_STEEL),)
     rates = np.zeros((len(stamps), len(panels)))
     for part in (0.25, 0.75):

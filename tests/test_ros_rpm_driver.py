@@ -15,26 +15,26 @@ def statuses(messages, name_part):
     return [s for m in messages for s in m.status if name_part in s.name]
 
 
-def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_path):
+def active_driver(harness, link, sensor_id, **extra):
+    """Add an RPM driver on `link` for parcels, configured and active."""
     from customs_lab.radiation.rpm_driver_node import RpmDriver
+
+    overrides = [Parameter('port', value=str(link)), Parameter('sensor_id', value=sensor_id),
+                 Parameter('subject_kind', value='parcel'),
+                 Parameter('reconnect_period', value=0.1)]
+    overrides += [Parameter(name, value=value) for name, value in extra.items()]
+    driver = harness.add(RpmDriver(context=harness.context, parameter_overrides=overrides))
+    driver.trigger_configure()
+    driver.trigger_activate()
+    return driver
+
+
+def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_path):
     from customs_lab.simulation.rpm_firmware import RpmFirmware
 
     link = tmp_path / 'dev' / 'rpm_test'
     firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-T', ['left', 'right'])
-    driver = harness.add(
-        RpmDriver(
-            context=harness.context,
-            parameter_overrides=[
-                Parameter('port', value=str(link)),
-                Parameter('sensor_id', value='rpm/test'),
-                Parameter('subject_kind', value='parcel'),
-                Parameter('reconnect_period', value=0.1),
-                Parameter('silence_timeout', value=3.0),
-            ],
-        )
-    )
-    driver.trigger_configure()
-    driver.trigger_activate()
+    driver = active_driver(harness, link, 'rpm/test', silence_timeout=3.0)
     listener = harness.node('listener')
     received, diagnostics = [], []
     listener.create_subscription(RadiationCounts, 'counts', received.append, 100)
@@ -121,7 +121,6 @@ def test_driver_publishes_spectra_windows_and_a_status_per_spectrometer(harness,
 
     from customs_interfaces.msg import GammaSpectrum
     from customs_lab.radiation import protocol
-    from customs_lab.radiation.rpm_driver_node import RpmDriver
     from customs_lab.simulation.portal_lane import LaneEvent, LaneFrame
     from customs_lab.simulation.rpm_firmware import RpmFirmware
     from customs_lab.site.layout import SpectrometerSpec
@@ -131,19 +130,7 @@ def test_driver_publishes_spectra_windows_and_a_status_per_spectrometer(harness,
     link = tmp_path / 'dev' / 'rpm_spectra'
     firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-S', ['left', 'right'], (60.0, 600.0, 3000.0),
                            [nai], spectrum_period=0.5)
-    driver = harness.add(
-        RpmDriver(
-            context=harness.context,
-            parameter_overrides=[
-                Parameter('port', value=str(link)),
-                Parameter('sensor_id', value='rpm/spectra'),
-                Parameter('subject_kind', value='parcel'),
-                Parameter('reconnect_period', value=0.1),
-            ],
-        )
-    )
-    driver.trigger_configure()
-    driver.trigger_activate()
+    driver = active_driver(harness, link, 'rpm/spectra')
     listener = harness.node('listener')
     counts, spectra, diagnostics = [], [], []
     listener.create_subscription(RadiationCounts, 'counts', counts.append, 100)

@@ -8,6 +8,7 @@ import pytest
 from test_offline_site import ROOT, container, cs137, run
 
 from customs_lab.radiation import shadow
+from customs_lab.radiation.passage import Passage
 from customs_lab.simulation import lane_spectra
 from customs_lab.simulation.portal_lane import PortalLane
 from customs_lab.site.layout import load_site
@@ -80,7 +81,7 @@ def test_the_fitted_shadow_is_close_to_the_lanes_with_or_without_a_source(activi
     lane = PortalLane(SPEC, np.random.default_rng(9), spectra=False)
     true = SPEC.background_front_fraction * (1.0 - lane_spectra.subject_transmission(sim))
     lane.enqueue(sim)
-    rows, t, speed, end = [], 0.0, math.nan, None
+    rows, t, speed = [], 0.0, math.nan
     while lane.busy:
         t = round(t + SPEC.frame_period, 9)
         frame = lane.step(t)
@@ -88,23 +89,21 @@ def test_the_fitted_shadow_is_close_to_the_lanes_with_or_without_a_source(activi
             speed = event.speed if event.occupied else speed
         if frame.occupied:
             rows.append((t, frame.counts))
-        elif rows and end is None:
-            end = t
     stamps = np.array([r[0] for r in rows])
     counts = np.array([r[1] for r in rows])
     live = np.full(len(stamps), SPEC.frame_period)
     rates = np.array([p.background for p in SPEC.panels])
-    found = GEOMETRY.background_factors(counts, live, stamps, end, speed, rates, sigmas=0.0)
+    passage = Passage('', counts, live, stamps[0], stamps[-1] + SPEC.frame_period, 0,
+                      len(stamps) - 1, stamps, speed)
+    found = GEOMETRY.background_factors(passage, rates, sigmas=0.0)
     assert found is not None
     if not activity:
         assert found[1] == pytest.approx(true, abs=0.08)
     else:  # the source's frames left out: closer to the truth than a fit over all
-        mid = stamps - live / 2
-        length = speed * (end - live[-1] / 2 - mid[0]) - 2 * SPEC.occupancy_half_width
-        box = shadow.SubjectBox(length, GEOMETRY.width, GEOMETRY.height, GEOMETRY.floor)
+        mid, occupied_on, box = GEOMETRY.subject_box(passage)
         phi = shadow.face_fractions(GEOMETRY.panel_centres, GEOMETRY.panel_normals_y,
-                                    shadow.rears(mid, mid[0], speed, SPEC.occupancy_half_width,
-                                                 box.length), box)
+                                    shadow.rears(mid, occupied_on, speed,
+                                                 SPEC.occupancy_half_width, box.length), box)
         naive = shadow.fit_fraction(counts, np.outer(live, rates), phi)[0]
         print(f'\nshadow: true {true:.3f}, fitted {found[1]:.3f}, over all frames {naive:.3f}')
         assert abs(found[1] - true) < abs(naive - true)
@@ -121,9 +120,13 @@ def test_a_weak_source_masked_by_the_shadow_is_seen_once_it_is_corrected():
 
 
 def test_no_correction_without_a_speed_or_for_a_passage_too_short():
-    counts = np.full((5, 4), 200.0)
-    live, stamps = np.full(5, 0.1), np.arange(1, 6) * 0.1
+    def passage(frames, speed, channels=4):
+        stamps = np.arange(1, frames + 1) * 0.1
+        return Passage('', np.full((frames, channels), 200.0), np.full(frames, 0.1), 0.1,
+                       stamps[-1] + 0.1, 0, frames - 1, stamps, speed)
+
     rates = np.full(4, 2000.0)
-    assert GEOMETRY.background_factors(counts, live, stamps, 0.6, math.nan, rates) is None
-    assert GEOMETRY.background_factors(counts, live, stamps, 0.6, 2.2, rates) is None  # 1.1 m
-    assert GEOMETRY.background_factors(counts[:, :2], live, stamps, 9.0, 2.2, rates) is None
+    assert GEOMETRY.background_factors(passage(80, 2.2), rates) is not None
+    assert GEOMETRY.background_factors(passage(80, math.nan), rates) is None
+    assert GEOMETRY.background_factors(passage(5, 2.2), rates) is None  # 1.1 m of occupancy
+    assert GEOMETRY.background_factors(passage(80, 2.2, channels=2), rates) is None

@@ -15,7 +15,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from unique_identifier_msgs.msg import UUID as UuidMsg  # noqa: N811
 
-from customs_interfaces.msg import SubjectRef
+from customs_interfaces.msg import Evidence, SubjectRef
 from customs_lab.common.subjects import Subject, SubjectKind
 
 # Latched state (maps, robot_description, scenario status, ground truth): late joiners get it.
@@ -109,6 +109,33 @@ def uuid_to_msg(value: uuid.UUID) -> UuidMsg:
 def msg_to_uuid(msg: UuidMsg) -> uuid.UUID:
     """Convert unique_identifier_msgs/UUID to uuid.UUID."""
     return uuid.UUID(bytes=bytes(bytearray(msg.uuid)))
+
+
+def portal_evidence(node, kind: str, sensor_id: str, evidence_id: uuid.UUID, verdict,
+                    correlation_group: str, raw_data_uri: str, header,
+                    subject: SubjectRef | None) -> Evidence:
+    """Return the Evidence of a portal passage, posed at the portal plane (the lane's centre).
+
+    verdict: anything with log_likelihood_ratio, log_likelihood_ratio_std and explanation;
+    header: the stamp of the frame that ended the passage and the device's frame; subject:
+    what the lane reader read, or None (an empty, invalid id).
+    """
+    evidence = Evidence(
+        header=header,
+        evidence_id=uuid_to_msg(evidence_id),
+        subject=subject if subject is not None else SubjectRef(id='', id_valid=False),
+        sensor_id=sensor_id,
+        source_node=node.get_fully_qualified_name(),
+        kind=kind,
+        log_likelihood_ratio=verdict.log_likelihood_ratio,
+        log_likelihood_ratio_std=verdict.log_likelihood_ratio_std,
+        correlation_group=correlation_group,
+        explanation=verdict.explanation,
+        raw_data_uri=raw_data_uri,
+        pose_valid=True,
+    )
+    evidence.pose.pose.orientation.w = 1.0
+    return evidence
 
 
 def subject_to_msg(subject: Subject, id_valid: bool | None = None) -> SubjectRef:

@@ -18,16 +18,17 @@ import math
 import uuid
 
 from rclpy.node import Node
+from std_msgs.msg import Header
 
 from customs_interfaces.msg import Evidence, GammaSpectrum
 from customs_lab.common.node_support import (
     EVIDENCE_TOPIC,
     Diagnostics,
     declare,
+    portal_evidence,
     reliable,
     run_node,
     time_msg_to_seconds,
-    uuid_to_msg,
 )
 from customs_lab.radiation.spectral_passage import SpectralParameters, SpectralPortal
 from customs_lab.radiation.spectrometer import Spectrometer
@@ -114,25 +115,11 @@ class IsotopeId(Node):
             self.get_logger().warning(f'{verdict.subject_id or "(unread)"}: {verdict.explanation}')
             return
         key = f'{self.sensor_id}/spectra/{verdict.first_seq}-{verdict.last_seq}'
-        evidence = Evidence(
-            evidence_id=uuid_to_msg(uuid.uuid5(EVIDENCE_NAMESPACE, key)),
-            sensor_id=self.sensor_id,
-            source_node=self.get_fully_qualified_name(),
-            kind=Evidence.KIND_RADIATION_ISOTOPE,
-            log_likelihood_ratio=verdict.log_likelihood_ratio,
-            log_likelihood_ratio_std=verdict.log_likelihood_ratio_std,
-            correlation_group=f'{self.sensor_id}/spectra',
-            explanation=verdict.explanation,
-            raw_data_uri=f'rpm://{key}',
-        )
-        evidence.header.stamp = msg.header.stamp
-        evidence.header.frame_id = self.frame_id
-        evidence.pose_valid = True  # the portal plane, centre of the lane
-        evidence.pose.pose.orientation.w = 1.0
-        if self.subject is not None and verdict.subject_id:
-            evidence.subject = self.subject
-        else:
-            evidence.subject.id, evidence.subject.id_valid = '', False
+        header = Header(stamp=msg.header.stamp, frame_id=self.frame_id)
+        evidence = portal_evidence(
+            self, Evidence.KIND_RADIATION_ISOTOPE, self.sensor_id,
+            uuid.uuid5(EVIDENCE_NAMESPACE, key), verdict, f'{self.sensor_id}/spectra',
+            f'rpm://{key}', header, self.subject if verdict.subject_id else None)
         self.subject = None
         self.evidence_pub.publish(evidence)
         self.get_logger().info(f'{verdict.subject_id or "(unread)"}: {evidence.explanation}')

@@ -72,25 +72,21 @@ def locate(passage, geometry, background_rate, nuclide: str,
     background_rate: cps per panel of the empty lane. The frames' times are the passage's
     (Passage.frame_times: one period apart, from the first stamp).
     """
+    lane = geometry.subject_box(passage) if geometry.panels else None
+    if lane is None:
+        return None
+    mid, occupied_on, box = lane
     live = np.asarray(passage.live_times, dtype=float)
-    speed = passage.speed
-    if (not geometry.panels or passage.stamps is None or not (math.isfinite(speed) and speed > 0)
-            or passage.counts.shape[1] != len(geometry.panels)):
-        return None
-    stamps, end_time = passage.frame_times()
-    occupied_on = float(stamps[0] - live[0] / 2.0)
-    length = speed * (end_time - live[-1] / 2.0 - occupied_on) - 2 * geometry.occupancy_half_width
-    if length < 0.1:
-        return None
-    size = (length, geometry.width, geometry.height)
     found = localize_passage(
-        geometry.panels, stamps, live, passage.counts, background_rate,
-        occupied_on=occupied_on, speed=speed, size=size, nuclide=nuclide,
-        occupancy_half_width=geometry.occupancy_half_width, floor_height=geometry.floor,
+        geometry.panels, mid + live / 2.0, live, passage.counts, background_rate,
+        occupied_on=occupied_on, speed=passage.speed, size=(box.length, box.width, box.height),
+        nuclide=nuclide, occupancy_half_width=geometry.occupancy_half_width,
+        floor_height=geometry.floor,
         wall_steel=CONTAINER_WALL_STEEL if subject == 'container' else 0.0, subject=subject,
         grid=4)
     if not (np.all(np.isfinite(found.position)) and math.isfinite(found.localization.activity)):
         return None
+    end_time = passage.frame_times()[1]
     position, covariance = geometry.to_map(found.device_position(end_time), found.covariance)
     one_metre = position + [1.0, 0.0, 0.0]
     rate = float(dose.kerma_rate(

@@ -45,7 +45,12 @@ import numpy as np
 from scipy.optimize import minimize
 
 from customs_lab.radiation.localization import Localization, Measurement, localize
-from customs_lab.radiation.physics import DetectorPanel, PointSource, Shield, expected_count_rates
+from customs_lab.radiation.physics import (
+    PointSource,
+    Shield,
+    detector_panels,
+    expected_count_rates,
+)
 from customs_lab.radiation.shadow import SubjectBox, face_fractions, rears
 
 STEEL_DENSITY = 7.874  # g/cm^3
@@ -89,14 +94,6 @@ def estimate_speed(length: float, occupied_on: float, occupied_off: float,
     """Return the subject's speed, m/s, from its known length and its occupancy edges."""
     duration = _number('occupied_off - occupied_on', occupied_off - occupied_on, 0.0, True)
     return (_number('length', length, 0.0, True) + 2 * _number('h', half_width, 0.0)) / duration
-
-
-def detector_panels(panels) -> list[DetectorPanel]:
-    """Return physics panels from DetectorPanel or site/layout.py PanelSpec objects."""
-    return [p if isinstance(p, DetectorPanel) else
-            DetectorPanel(str(p.id), np.array(p.center, dtype=float),
-                          np.array(p.normal, dtype=float), p.width, p.height, p.thickness)
-            for p in panels]
 
 
 @dataclass(frozen=True)

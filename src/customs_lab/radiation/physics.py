@@ -552,6 +552,14 @@ def _panel_line_table(nuclide: str, material: str, density: float, threshold: fl
     return mask, mu_air_mass * 100.0, mu_panel  # cm^2/g -> (1/m per g/cm^3), 1/cm -> 1/m
 
 
+def detector_panels(panels) -> list[DetectorPanel]:
+    """Return physics panels from DetectorPanel or site/layout.py PanelSpec objects."""
+    return [p if isinstance(p, DetectorPanel) else
+            DetectorPanel(str(p.id), np.array(p.center, dtype=float),
+                          np.array(p.normal, dtype=float), p.width, p.height, p.thickness)
+            for p in panels]
+
+
 def _gather(sources):
     """Return (positions (n, 3), activities (n,), {nuclide: (indices, line weights (k, L))})."""
     positions, activities, groups = [], [], {}

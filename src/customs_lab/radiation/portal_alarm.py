@@ -192,10 +192,7 @@ class PortalAlarm:
         ready = background.ready
         shadow = None
         if self.geometry is not None and self.parameters.shadow_correction and ready:
-            times, end = passage.frame_times()
-            shadow = self.geometry.background_factors(
-                passage.counts, passage.live_times, times, end, passage.speed,
-                background.rate())
+            shadow = self.geometry.background_factors(passage, background.rate())
         factors = None if shadow is None else shadow[0]
         result = alarm.evaluate_passage(passage.counts, passage.live_times, background.rate(),
                                         background.rate_std(), self.config, factors)

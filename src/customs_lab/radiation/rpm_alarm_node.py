@@ -24,6 +24,7 @@ import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from customs_interfaces.msg import Evidence, LocatedSource, RadiationCounts
@@ -36,10 +37,10 @@ from customs_lab.common.node_support import (
     MARKERS_TOPIC,
     Diagnostics,
     declare,
+    portal_evidence,
     reliable,
     run_node,
     time_msg_to_seconds,
-    uuid_to_msg,
 )
 from customs_lab.common.rviz import intensity_cloud, source_markers
 from customs_lab.radiation import located_source
@@ -228,25 +229,12 @@ class RpmAlarm(Node):
 
     def _publish(self, verdict, msg):
         passage = verdict.passage
-        evidence = Evidence(
-            evidence_id=uuid_to_msg(verdict.evidence_id(self.sensor_id)),
-            sensor_id=self.sensor_id,
-            source_node=self.get_fully_qualified_name(),
-            kind=Evidence.KIND_RADIATION_GAMMA,
-            log_likelihood_ratio=verdict.log_likelihood_ratio,
-            log_likelihood_ratio_std=verdict.log_likelihood_ratio_std,
-            correlation_group=self.sensor_id,
-            explanation=verdict.explanation,
-            raw_data_uri=f'rpm://{self.sensor_id}/frames/{passage.first_seq}-{passage.last_seq}',
-        )
-        evidence.header.stamp = msg.header.stamp
-        evidence.header.frame_id = self.frame_id
-        evidence.pose_valid = True  # the portal plane, centre of the lane
-        evidence.pose.pose.orientation.w = 1.0
-        evidence.subject = getattr(self, 'subject', evidence.subject)
-        if not passage.subject_id:
-            evidence.subject.id = ''
-            evidence.subject.id_valid = False
+        evidence = portal_evidence(
+            self, Evidence.KIND_RADIATION_GAMMA, self.sensor_id,
+            verdict.evidence_id(self.sensor_id), verdict, self.sensor_id,
+            f'rpm://{self.sensor_id}/frames/{passage.first_seq}-{passage.last_seq}',
+            Header(stamp=msg.header.stamp, frame_id=self.frame_id),
+            getattr(self, 'subject', None) if passage.subject_id else None)
         self.evidence_pub.publish(evidence)
         self.get_logger().info(f'{passage.subject_id or "(unread)"}: {evidence.explanation}')
         threat_like = verdict.discrimination is None or (
@@ -269,8 +257,7 @@ class RpmAlarm(Node):
             return
         if found is None or not found.clear:
             return
-        header = evidence.header
-        header.frame_id = 'map'
+        header = Header(stamp=evidence.header.stamp, frame_id='map')
         msg = LocatedSource(header=header, sensor_id=self.sensor_id, subject=evidence.subject,
                             nuclide=found.nuclide, activity=found.activity,
                             dose_rate_1m=found.dose_rate_1m, deviance=found.deviance,

@@ -30,7 +30,7 @@ import math
 import numpy as np
 from scipy.optimize import brentq
 
-from customs_lab.radiation.physics import DetectorPanel, solid_angle_rectangle
+from customs_lab.radiation.physics import detector_panels, solid_angle_rectangle
 
 MAX_FRACTION = 0.95  # the largest shadowed fraction fitted
 
@@ -129,8 +129,7 @@ class LaneGeometry:
     def from_spec(cls, spec) -> 'LaneGeometry':
         """Return the geometry of a site file's portal (site.layout.PortalSpec)."""
         width, height = SUBJECT_SECTION.get(spec.subject_kind, SUBJECT_SECTION['parcel'])
-        panels = tuple(DetectorPanel(p.id, p.center, p.normal, p.width, p.height, p.thickness)
-                       for p in spec.panels)
+        panels = tuple(detector_panels(spec.panels))
         return cls(tuple(tuple(p.center) for p in spec.panels),
                    tuple(p.normal[1] for p in spec.panels), spec.occupancy_half_width,
                    spec.subject_floor_height, width, height, panels,
@@ -146,29 +145,42 @@ class LaneGeometry:
             return moved
         return moved, rotation @ np.asarray(covariance, dtype=float) @ rotation.T
 
-    def background_factors(self, counts, live_times, stamps, end_time: float, speed: float,
-                           background_rate, sigmas: float = 1.0):
-        """Return (factors (frames, panels) on the empty lane's background, s used) or None.
+    def subject_box(self, passage):
+        """Return (frame mid-times, occupied_on, SubjectBox) of a passage, or None.
 
-        The passage's frames (counts, live times, end stamps) and the stamp of the first empty
-        frame after it; the edges are taken at the middle of the frames they fell in. The
-        fitted s less `sigmas` standard errors is used. None when the shadow cannot be
-        modelled (no speed, panels that do not match, a passage too short for a subject).
+        The frames' times are the passage's (Passage.frame_times); the occupancy edges are
+        taken at the middle of the frames they fell in, and the length is the speed times the
+        occupied time less the two half-widths. None without a speed, with panels that do not
+        match, or for a passage too short for a subject (under 0.1 m).
         """
-        counts = np.asarray(counts, dtype=float)
-        live = np.asarray(live_times, dtype=float)
-        if (not (math.isfinite(speed) and speed > 0) or counts.ndim != 2
-                or counts.shape[1] != len(self.panel_centres)):
+        speed = passage.speed
+        if (passage.stamps is None or not (math.isfinite(speed) and speed > 0)
+                or passage.counts.shape[1] != len(self.panel_centres)):
             return None
-        mid = np.asarray(stamps, dtype=float) - live / 2.0
-        occupied_on, occupied_off = mid[0], end_time - live[-1] / 2.0
+        live = np.asarray(passage.live_times, dtype=float)
+        times, end = passage.frame_times()
+        mid = times - live / 2.0
+        occupied_on, occupied_off = mid[0], end - live[-1] / 2.0
         length = speed * (occupied_off - occupied_on) - 2 * self.occupancy_half_width
         if length < 0.1:
             return None
-        box = SubjectBox(length, self.width, self.height, self.floor)
+        return mid, occupied_on, SubjectBox(length, self.width, self.height, self.floor)
+
+    def background_factors(self, passage, background_rate, sigmas: float = 1.0):
+        """Return (factors (frames, panels) on the empty lane's background, s used) or None.
+
+        passage: radiation.passage.Passage. The fitted s less `sigmas` standard errors is used.
+        None when the shadow cannot be modelled (see `subject_box`).
+        """
+        found = self.subject_box(passage)
+        if found is None:
+            return None
+        mid, occupied_on, box = found
+        counts = np.asarray(passage.counts, dtype=float)
+        live = np.asarray(passage.live_times, dtype=float)
         phi = face_fractions(self.panel_centres, self.panel_normals_y,
-                             rears(mid, occupied_on, speed, self.occupancy_half_width, length),
-                             box)
+                             rears(mid, occupied_on, passage.speed, self.occupancy_half_width,
+                                   box.length), box)
         expected = np.outer(live, np.asarray(background_rate, dtype=float))
         s, error = fit_fraction(counts, expected, phi)
         # a source adds a bump of a few seconds (the time it takes to pass the panels' view):

@@ -114,6 +114,8 @@ class SpectralVerdict:
     ready: bool  # False: a detector's background was not learned; no evidence
     identification: Identification | None = None
     log_likelihood_ratio: float = 0.0
+    # 0: the background's level is fitted with each passage, so its uncertainty does not move
+    # the Bayes factor; that of its shape (the counts per channel learned) is not propagated
     log_likelihood_ratio_std: float = 0.0
     gains: dict = field(default_factory=dict)
 
@@ -199,16 +201,7 @@ class SpectralPortal:
         p = self.parameters
         verdict.identification = identify(
             y, live, rate, self.spectrometer, min_deviance=p.min_deviance)
-        llr = [threat_log_bayes_factor(
-            y, live, rate * scale, self.spectrometer, verdict.identification,
-            p.threat_rate_min, p.threat_rate_max)
-            for scale in (1.0, *self._background_band(detectors))]
-        verdict.log_likelihood_ratio = llr[0]
-        verdict.log_likelihood_ratio_std = 0.5 * abs(llr[1] - llr[2])
+        verdict.log_likelihood_ratio = threat_log_bayes_factor(
+            y, live, rate, self.spectrometer, verdict.identification, p.threat_rate_min,
+            p.threat_rate_max)
         return verdict
-
-    def _background_band(self, detectors) -> tuple[float, float]:
-        """Return background scales at -1 and +1 sigma of the learned total."""
-        total = sum(self.background(d).counts.sum() for d in detectors)
-        relative = 1.0 / math.sqrt(max(total, 1.0))
-        return 1.0 - relative, 1.0 + relative

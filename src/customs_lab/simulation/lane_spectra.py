@@ -20,8 +20,9 @@ a passage and each detector (a PVT panel or a NaI(Tl) spectrometer of config/sit
   by Lo Presti et al., NIM A 2006: 5-30 % for loaded trucks): a fraction
   `background_front_fraction` of each detector's natural background arrives through the lane;
   the subject's near side face blocks the part of that half-space it subtends (Omega / 2 pi
-  seen from the detector's centre), except what passes through it (its walls and cargo across
-  its width, at BACKGROUND_KEV, a representative energy of the terrestrial spectrum). An
+  seen from the detector's centre: radiation/shadow.face_fractions, the geometry the alarm's
+  correction uses too), except what passes through it (its walls and cargo across its width,
+  at BACKGROUND_KEV, a representative energy of the terrestrial spectrum). An
   isotropic-radiance approximation, without the cosine weighting of a flat detector.
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from customs_lab.common.subjects import SubjectKind
 from customs_lab.radiation import physics
+from customs_lab.radiation.shadow import SubjectBox, face_fractions
 from customs_lab.radiation.spectrometer import Spectrometer
 from customs_lab.simulation.scenario import CONTAINER_WALL_STEEL
 from customs_lab.site.layout import PortalSpec
@@ -162,15 +164,7 @@ def shadow(spec: PortalSpec, sim, offsets, length: float, detector: Detector) ->
     _, width, height = sim.size
     if width <= 0 or height <= 0:
         return np.ones(len(offsets))
-    near_y = width / 2.0 if detector.normal[1] < 0 else -width / 2.0  # the side facing it
-    centres = offsets + np.array([length / 2.0, width / 2.0 + near_y, height / 2.0])
-    omega = np.array(
-        [
-            physics.solid_angle_rectangle(
-                detector.center, centre, (0.0, np.sign(near_y), 0.0), length, height
-            )
-            for centre in centres
-        ]
-    )
-    blocked = spec.background_front_fraction * omega / (2.0 * np.pi)
+    box = SubjectBox(length, width, height, floor=float(offsets[0, 2]))
+    covered = face_fractions([detector.center], [detector.normal[1]], offsets[:, 0], box)[:, 0]
+    blocked = spec.background_front_fraction * covered
     return 1.0 - blocked * (1.0 - subject_transmission(sim))

@@ -107,17 +107,7 @@ class PortalLane:
         self._active = None  # (SimSubject, entry time, expected rates per frame, length)
         self._occupied = False
         self._read_id = ''
-        self._panels = [
-            physics.DetectorPanel(
-                panel_id=p.id,
-                center=np.array(p.center),
-                normal=np.array(p.normal),
-                width=p.width,
-                height=p.height,
-                thickness=p.thickness,
-            )
-            for p in spec.panels
-        ]
+        self._panels = physics.detector_panels(spec.panels)
         self._background = np.array([p.background for p in spec.panels])
         self.panel_detectors, self.spectrometers = lane_spectra.detectors(spec)
         if not spectra:
