@@ -9,7 +9,8 @@ Core module (numpy, no ROS). After a passage that alarmed, the rpm_alarm node as
    found most threat-like (Cs-137 when the device reports no windows);
 2. the position in the subject's frame is put on the lane where the subject was when the
    passage ended, and on the site map (the device's pose from the site file), with its
-   covariance rotated alike;
+   covariance rotated alike, and the subject's velocity (the lane's direction at its measured
+   speed), which the dose monitor follows it with;
 3. the source's air-kerma rate field (dose.kerma_rate, the activity as located: an unshielded
    equivalent, what reaches the outside) on a grid around it at an officer's chest height, for
    the heat map, and the rate at 1 m.
@@ -42,6 +43,7 @@ class LocatedSource:
     deviance: float  # 2 ln L(source) / L(background only)
     explanation: str
     dose_rate_1m: float  # uGy/h of air kerma at 1 m
+    velocity_map: np.ndarray = None  # m/s, the subject's as the lane measured it (map frame)
 
     @property
     def clear(self) -> bool:
@@ -91,6 +93,7 @@ def locate(passage, geometry, background_rate, nuclide: str,
     one_metre = position + [1.0, 0.0, 0.0]
     rate = float(dose.kerma_rate(
         [dose.DoseSource(nuclide, found.localization.activity, tuple(position))], one_metre)[0])
+    velocity = geometry.to_map([passage.speed, 0.0, 0.0]) - geometry.to_map([0.0, 0.0, 0.0])
     return LocatedSource(nuclide, float(found.localization.activity), found.position,
                          found.position_std, position, covariance,
-                         float(found.localization.deviance), found.explanation, rate)
+                         float(found.localization.deviance), found.explanation, rate, velocity)

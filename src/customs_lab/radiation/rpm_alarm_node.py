@@ -265,6 +265,7 @@ class RpmAlarm(Node):
         msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = (
             float(v) for v in found.in_map)
         msg.pose.pose.orientation.w = 1.0
+        msg.velocity.x, msg.velocity.y, msg.velocity.z = (float(v) for v in found.velocity_map)
         covariance = np.zeros((6, 6))
         covariance[:3, :3] = found.covariance_map
         msg.pose.covariance = covariance.ravel().tolist()

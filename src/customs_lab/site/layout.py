@@ -88,6 +88,14 @@ class Site:
     portals: dict
     zones: dict
     source: pathlib.Path
+    officer_posts: dict = None  # post id -> (x, y, z) in the map, m
+
+
+def _point(spec, where) -> tuple[float, float, float]:
+    point = tuple(float(spec[k]) for k in ('x', 'y', 'z'))
+    if not all(math.isfinite(v) for v in point):
+        raise ValueError(f'{where}: x, y, z must be finite, got {point}')
+    return point
 
 
 def _pose(spec) -> Pose2D:
@@ -189,6 +197,11 @@ def load_site(path) -> Site:
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f'{where}: {error!r}') from None
     zones = {name: _pose(zone['pose']) for name, zone in (spec.get('zones') or {}).items()}
+    try:
+        posts = {str(name): _point(post, f'{path}: officer post {name}')
+                 for name, post in (spec.get('officer_posts') or {}).items()}
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f'{path}: officer_posts: {error}') from None
     site = spec.get('site') or {}
     return Site(
         name=str(site.get('name', path.stem)),
@@ -196,6 +209,7 @@ def load_site(path) -> Site:
         portals=portals,
         zones=zones,
         source=path,
+        officer_posts=posts,
     )
 
 
