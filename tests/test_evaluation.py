@@ -38,3 +38,20 @@ def test_scores():
     assert report['decisions_for_unknown_subjects'] == ['container:Z']
     table = summary_table(report)
     assert 'detection rate 33.3%' in table and 'container' in table and 'misreads' in table
+
+
+def test_identifications_are_scored_against_the_true_sources():
+    from customs_lab.simulation.evaluation import identification_summary, score_identification
+
+    assert score_identification(['Cs-137'], ['industrial'], ['Cs-137']) == 'named'
+    assert score_identification(['K-40', 'Cs-137'], ['NORM', 'industrial'], ['Cs-137']) == 'named'
+    assert score_identification(['Ra-226'], ['NORM'], ['Cs-137']) == 'missed'
+    assert score_identification([], [], ['Co-60', 'Cs-137']) == 'missed'
+    assert score_identification(['K-40'], ['NORM'], []) == 'clean'
+    assert score_identification(['I-131'], ['medical'], []) == 'false'
+    entries = [{'subject': 'a', 'true_nuclides': ['Cs-137'], 'outcome': 'named'},
+               {'subject': 'b', 'true_nuclides': ['Co-60'], 'outcome': 'missed'},
+               {'subject': 'c', 'true_nuclides': [], 'outcome': 'clean'}]
+    assert identification_summary(entries) == (
+        'identified sources: 1 of 2 passages carrying a source named it (missed: b (Co-60)); '
+        '0 of 1 passages without one reported a non-NORM nuclide')

@@ -85,6 +85,16 @@ def test_radioactive_contraband_is_caught(site_run):
     located = [s for s in report['located_sources'] if 'error_m' in s]
     assert len(located) >= 2, report['located_sources']
     assert all(s['error_m'] < 0.5 for s in located), located
+    # the spectrometers name the sources (isotope_id, IsotopeIdentification over DDS) and do
+    # not invent threats in clean passages
+    outcomes = [s['outcome'] for s in report['identifications']]
+    assert outcomes.count('named') >= 2, report['identifications']
+    assert outcomes.count('named') >= 2 * outcomes.count('missed'), report['identifications']
+    assert outcomes.count('false') <= 1, report['identifications']
+    # the dose monitor followed the located sources past every officer post
+    doses = report['officer_doses']
+    assert set(doses) == {'portal_booth', 'lane_exit_marshal', 'parcel_operator'}, doses
+    assert all(d['dose_ugy'] > 0 for d in doses.values()), doses
 
 
 def test_only_the_evaluator_reads_ground_truth(site_run):
@@ -96,8 +106,8 @@ def test_only_the_evaluator_reads_ground_truth(site_run):
 
 def test_every_node_reported_and_shut_down(site_run):
     _, output, _ = site_run
-    for name in ('site_simulator', 'evaluator', 'rpm_driver', 'rpm_alarm', 'risk_fusion',
-                 'clearance_bridge', 'site_map'):
+    for name in ('site_simulator', 'evaluator', 'rpm_driver', 'rpm_alarm', 'isotope_id',
+                 'dose_monitor', 'risk_fusion', 'clearance_bridge', 'site_map'):
         assert name in output
     assert 'SIGKILL' not in output, output[-3000:]
 

@@ -27,16 +27,17 @@ def kcl(serial, arrival):
                                cargo_density=1.0, truth=(norm,))
 
 
-def run(subjects, gain=1.0, seed=11, warmup=90.0):
-    """Pass subjects through the container portal; feed 1 s spectra; return the verdicts."""
+def lane_spectra_stream(subjects, gains=None, seed=11, warmup=90.0):
+    """Pass subjects through the container portal after `warmup` s of empty lane.
+
+    Yield (spec, t, detector id, counts of its spectrum, occupied, subject read) per spectrum,
+    as the firmware sends them (one per detector per spectrum period).
+    """
     spec = load_site(ROOT / 'config' / 'site.yaml').portals['portal_lane_1']
     lane = PortalLane(spec, np.random.default_rng(seed))
-    model = lane_spectra.spectrometer_of(spec.spectrometers[0])
-    portal = SpectralPortal(model, SpectralParameters())
-    gains = {d.id: gain for d in spec.spectrometers}
     pending = sorted((dataclasses.replace(s, arrival=s.arrival + warmup) for s in subjects),
                      key=lambda s: s.arrival)
-    held, occupied, subject, verdicts, t, seq = {}, False, '', [], 0.0, 0
+    held, occupied, subject, t = {}, False, '', 0.0
     while pending or lane.busy or t < warmup:
         t = round(t + spec.frame_period, 9)
         while pending and pending[0].arrival <= t:
@@ -49,12 +50,22 @@ def run(subjects, gain=1.0, seed=11, warmup=90.0):
             held[name] = held.get(name, 0) + counts
         if round(t * 10) % round(spec.spectrum_period * 10) == 0:
             for name in sorted(held):
-                seq += 1
-                found = portal.feed(t, seq, name, held[name], spec.spectrum_period, occupied,
-                                    subject if occupied else '')
-                if found is not None:
-                    verdicts.append(found)
+                yield spec, t, name, held[name], occupied, subject if occupied else ''
             held, occupied = {}, False
+
+
+def run(subjects, gain=1.0, seed=11, warmup=90.0):
+    """Pass subjects through the container portal; feed 1 s spectra; return the verdicts."""
+    spec = load_site(ROOT / 'config' / 'site.yaml').portals['portal_lane_1']
+    portal = SpectralPortal(lane_spectra.spectrometer_of(spec.spectrometers[0]),
+                            SpectralParameters())
+    gains = {d.id: gain for d in spec.spectrometers}
+    verdicts = []
+    for seq, (_, t, name, counts, occupied, subject) in enumerate(
+            lane_spectra_stream(subjects, gains, seed, warmup), start=1):
+        found = portal.feed(t, seq, name, counts, spec.spectrum_period, occupied, subject)
+        if found is not None:
+            verdicts.append(found)
     return portal, verdicts
 
 

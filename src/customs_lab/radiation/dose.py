@@ -17,12 +17,12 @@ kerma is about 1.2 uSv of ambient dose equivalent H*(10) near 662 keV (ICRP 74);
 conversion is not applied here (its coefficients are not in the reference data this project
 ships), so limits are set in air kerma.
 
-A dose field is the kerma rate on a grid of points; an officer's dose is the kerma rate
-integrated along their track (positions over time, trapezoidal rule). `DoseMonitor` raises
-alerts when a rate or a cumulative dose crosses its configured limit.
+A dose field is the kerma rate on a grid of points; a person's dose is the kerma rate
+integrated along their track (positions over time, trapezoidal rule). Officers' doses from
+sources moving through a lane, with alerts: radiation/exposure.py.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 import math
 
@@ -136,41 +136,3 @@ def track_dose(sources, times, positions) -> float:
         raise ValueError('a track needs at least two times, in order')
     rate = kerma_rate(sources, positions) / SECONDS_PER_HOUR  # uGy/s
     return float(np.trapezoid(rate, times))
-
-
-@dataclass
-class DoseMonitor:
-    """Cumulative dose of each person, with alerts at configurable limits (uGy/h, uGy)."""
-
-    rate_limit: float = 20.0  # uGy/h: the site's controlled-area level
-    dose_limit: float = 100.0  # uGy per shift
-    doses: dict = field(default_factory=dict)
-    _last: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        for name in ('rate_limit', 'dose_limit'):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f'{name} must be finite and > 0, got {value!r}')
-
-    def update(self, person: str, time: float, position, sources) -> list[str]:
-        """Add a person's position at `time` (s); return the alerts it raises (may be [])."""
-        rate = float(kerma_rate(sources, [position])[0])
-        alerts = []
-        last = self._last.get(person)
-        if last is not None:
-            if time < last[0]:
-                raise ValueError(f'{person}: time {time} is before the last update {last[0]}')
-            before = self.doses.get(person, 0.0)
-            added = 0.5 * (last[1] + rate) / SECONDS_PER_HOUR * (time - last[0])
-            self.doses[person] = before + added
-            if before < self.dose_limit <= self.doses[person]:
-                alerts.append(f'{person}: cumulative dose {self.doses[person]:.1f} uGy reached '
-                              f'the limit of {self.dose_limit:g} uGy')
-        else:
-            self.doses.setdefault(person, 0.0)
-        if rate >= self.rate_limit and (last is None or last[1] < self.rate_limit):
-            alerts.append(f'{person}: dose rate {rate:.1f} uGy/h at {np.round(position, 2)} '
-                          f'is above {self.rate_limit:g} uGy/h')
-        self._last[person] = (time, rate)
-        return alerts

@@ -6,7 +6,8 @@ background and gain; the spectra of a passage are summed on the calibrated energ
 identified (`customs_lab.radiation.spectral_passage`). The result goes to /evidence with kind
 radiation.isotope: the nuclides, their category (NORM / medical / industrial / SNM),
 confidence and shielding in the explanation, and the Bayes factor of "a threat nuclide is
-present" as the log-likelihood ratio. One diagnostic status per spectrometer: background
+present" as the log-likelihood ratio; and, as data, to /radiation/identifications
+(IsotopeIdentification, the same evidence id). One diagnostic status per spectrometer: background
 learned, gain, spectra refused.
 
 The detector model (crystal size, channels, energy range, resolution) is a parameter: every
@@ -20,9 +21,10 @@ import uuid
 from rclpy.node import Node
 from std_msgs.msg import Header
 
-from customs_interfaces.msg import Evidence, GammaSpectrum
+from customs_interfaces.msg import Evidence, GammaSpectrum, IsotopeIdentification
 from customs_lab.common.node_support import (
     EVIDENCE_TOPIC,
+    IDENTIFICATIONS_TOPIC,
     Diagnostics,
     declare,
     portal_evidence,
@@ -81,6 +83,8 @@ class IsotopeId(Node):
         self.portal = SpectralPortal(self.spectrometer, parameters)
         self.sensor_id, self.frame_id, self.subject = '', '', None
         self.evidence_pub = self.create_publisher(Evidence, EVIDENCE_TOPIC, reliable(100))
+        self.identification_pub = self.create_publisher(
+            IsotopeIdentification, IDENTIFICATIONS_TOPIC, reliable(50))
         self.create_subscription(GammaSpectrum, 'spectrum', self.on_spectrum, reliable(100))
         self.diagnostics = Diagnostics(self)
         self.create_timer(1.0, self._report)
@@ -122,6 +126,7 @@ class IsotopeId(Node):
             f'rpm://{key}', header, self.subject if verdict.subject_id else None)
         self.subject = None
         self.evidence_pub.publish(evidence)
+        self.identification_pub.publish(identification_msg(evidence, verdict))
         self.get_logger().info(f'{verdict.subject_id or "(unread)"}: {evidence.explanation}')
 
     def _report(self):
@@ -151,6 +156,19 @@ class IsotopeId(Node):
                  'background_live_time': round(background.learned_live_time, 1),
                  'gated_spectra': background.gated, 'passages': stats['passages'],
                  'spectra': stats['spectra']})
+
+
+def identification_msg(evidence: Evidence, verdict) -> IsotopeIdentification:
+    """Return a passage's identification as data, beside the evidence that weighs it."""
+    found = verdict.identification.identified if verdict.identification else ()
+    return IsotopeIdentification(
+        header=evidence.header, sensor_id=evidence.sensor_id, subject=evidence.subject,
+        evidence_id=evidence.evidence_id, nuclides=[i.nuclide for i in found],
+        categories=[i.category for i in found], confidences=[float(i.confidence) for i in found],
+        counts=[float(i.counts) for i in found], shieldings=[i.shielding for i in found],
+        live_time=float(verdict.live_time),
+        log_likelihood_ratio=float(evidence.log_likelihood_ratio),
+        explanation=evidence.explanation)
 
 
 def main(args=None):

@@ -163,3 +163,29 @@ def summary_table(report: dict) -> str:
             f'{len(report["decisions_for_unknown_subjects"])}'
         )
     return '\n'.join(lines)
+
+
+def score_identification(nuclides, categories, true_nuclides) -> str:
+    """Return how a passage's identification compares with the subject's truth.
+
+    'named': every source the subject carried is among the nuclides; 'missed': one is not;
+    'false': the subject carried no source, yet a nuclide other than NORM was reported;
+    'clean': no source, and nothing but NORM reported (NORM cargo, or natural background).
+    """
+    if true_nuclides:
+        return 'named' if set(true_nuclides) <= set(nuclides) else 'missed'
+    threats = [n for n, c in zip(nuclides, categories, strict=True) if c != 'NORM']
+    return 'false' if threats else 'clean'
+
+
+def identification_summary(entries) -> str:
+    """Return one line on the scored identifications of a run."""
+    outcomes = [e['outcome'] for e in entries]
+    carrying = outcomes.count('named') + outcomes.count('missed')
+    clean = outcomes.count('clean') + outcomes.count('false')
+    missed = [f'{e["subject"]} ({", ".join(e["true_nuclides"])})' for e in entries
+              if e['outcome'] == 'missed']
+    return (f'identified sources: {outcomes.count("named")} of {carrying} passages carrying a '
+            f'source named it{" (missed: " + "; ".join(missed) + ")" if missed else ""}; '
+            f'{outcomes.count("false")} of {clean} passages without one reported a '
+            f'non-NORM nuclide')

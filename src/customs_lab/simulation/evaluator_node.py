@@ -1,11 +1,12 @@
 """Evaluator node: the only node that sees ground truth. It scores decisions and writes the report.
 
-Subscribes to /simulation/ground_truth (the truth, from the site simulator), /decisions and
-/simulation/status. Shows progress while the scenario runs; when the scenario has finished and
-every subject is decided (or `wait_after_finish` wall seconds have passed), it checks that the
-decisions reached the clearance database, checks which nodes subscribe to the ground truth
-(only itself may), writes a JSON report, prints a summary table and exits, which ends the launch
-(on_exit="shutdown" in launch/site.launch.xml).
+Subscribes to /simulation/ground_truth (the truth, from the site simulator), /decisions,
+/simulation/status, and the radiation outputs it scores: located sources, isotope
+identifications and the officer posts' doses. Shows progress while the scenario runs; when
+the scenario has finished and every subject is decided (or `wait_after_finish` wall seconds
+have passed), it checks that the decisions reached the clearance database, checks which nodes
+subscribe to the ground truth (only itself may), writes a JSON report, prints a summary table
+and exits, which ends the launch (on_exit="shutdown" in launch/site.launch.xml).
 """
 
 import datetime
@@ -16,16 +17,25 @@ import time
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from customs_interfaces.msg import GroundTruthSubject, LocatedSource, RiskDecision, ScenarioStatus
+from customs_interfaces.msg import (
+    GroundTruthSubject,
+    IsotopeIdentification,
+    LocatedSource,
+    OfficerDose,
+    RiskDecision,
+    ScenarioStatus,
+)
 from customs_lab.clearance.database import ClearanceDatabase, expand_url, sqlite_url
 from customs_lab.common.data_dir import data_dir
 from customs_lab.common.node_support import (
     DECISIONS_QOS,
     DECISIONS_TOPIC,
     GROUND_TRUTH_TOPIC,
+    IDENTIFICATIONS_TOPIC,
     LATCHED,
     LATCHED_ALL,
     LOCATED_TOPIC,
+    OFFICER_DOSE_TOPIC,
     SCENARIO_STATUS_TOPIC,
     Diagnostics,
     declare,
@@ -35,7 +45,13 @@ from customs_lab.common.node_support import (
     run_node,
 )
 from customs_lab.common.subjects import SubjectKind
-from customs_lab.simulation.evaluation import Evaluation, TruthRecord, summary_table
+from customs_lab.simulation.evaluation import (
+    Evaluation,
+    TruthRecord,
+    identification_summary,
+    score_identification,
+    summary_table,
+)
 
 
 class Evaluator(Node):
@@ -69,6 +85,13 @@ class Evaluator(Node):
         self.true_sources = {}  # subject key -> [(nuclide, Bq, position in the subject)]
         self.located = []  # the sources the portals located, as reported
         self.create_subscription(LocatedSource, LOCATED_TOPIC, self.on_located, reliable(20))
+        self.identifications = []  # (subject key, sensor, nuclides, categories, log LR)
+        self.create_subscription(IsotopeIdentification, IDENTIFICATIONS_TOPIC,
+                                 self.on_identification, reliable(50))
+        self.officer_doses = {}  # post -> its latest OfficerDose
+        self.create_subscription(OfficerDose, OFFICER_DOSE_TOPIC,
+                                 lambda m: self.officer_doses.__setitem__(m.officer_id, m),
+                                 reliable(50))
         self.create_timer(0.5, self.on_timer, clock=self._wall)
         self.diagnostics = Diagnostics(self)
 
@@ -123,6 +146,31 @@ class Evaluator(Node):
                               'true_position': best[2], 'error_m': min(errors)})
             out.append(entry)
         return out
+
+    def on_identification(self, msg: IsotopeIdentification):
+        """Record a passage's identification, to score it against the truth at the end."""
+        self.identifications.append((msg_to_subject(msg.subject).key, msg.sensor_id,
+                                     list(msg.nuclides), list(msg.categories),
+                                     msg.log_likelihood_ratio))
+
+    def _score_identifications(self) -> list:
+        """Return each identification with the subject's true sources and the outcome."""
+        out = []
+        for key, sensor, nuclides, categories, llr in self.identifications:
+            truth = sorted({t[0] for t in self.true_sources.get(key, [])})
+            out.append({'subject': key, 'sensor_id': sensor, 'nuclides': nuclides,
+                        'categories': categories, 'log_likelihood_ratio': llr,
+                        'true_nuclides': truth,
+                        'outcome': score_identification(nuclides, categories, truth)})
+        return out
+
+    def _officer_doses(self) -> dict:
+        """Return each officer post's last reported exposure."""
+        return {post: {'dose_ugy': m.dose, 'peak_dose_rate_ugy_h': m.peak_dose_rate,
+                       'dose_limit_ugy': m.dose_limit, 'dose_rate_limit_ugy_h': m.dose_rate_limit,
+                       'level': ('ok', 'rate limit reached', 'dose limit reached')[m.level],
+                       'message': m.message}
+                for post, m in sorted(self.officer_doses.items())}
 
     def on_status(self, msg: ScenarioStatus):
         """Follow the scenario; print progress every 10 %."""
@@ -202,6 +250,8 @@ class Evaluator(Node):
                 'database': self.database_url,
                 'ground_truth_subscribers': truth_readers,
                 'located_sources': self._score_located(),
+                'identifications': self._score_identifications(),
+                'officer_doses': self._officer_doses(),
                 'ground_truth_isolated': truth_readers == [me],
             }
         )
@@ -228,6 +278,12 @@ class Evaluator(Node):
                   f'subject that carried one; position error median '
                   f'{errors[len(errors) // 2] if errors else math.nan:.2f} m, '
                   f'max {max(errors) if errors else math.nan:.2f} m', flush=True)
+        if report['identifications']:
+            print(identification_summary(report['identifications']), flush=True)
+        if report['officer_doses']:
+            print('officer doses this run: ' + '; '.join(
+                f'{post} {d["dose_ugy"]:.3g} uGy (peak {d["peak_dose_rate_ugy_h"]:.3g} uGy/h, '
+                f'{d["level"]})' for post, d in report['officer_doses'].items()), flush=True)
         print(f'report:   {path}\ndatabase: {self.database_url}', flush=True)
         raise SystemExit(0)
 
