@@ -578,32 +578,44 @@ def _gather(sources):
     return positions, np.array(activities, dtype=float), groups
 
 
-def _panel_rate(panel: DetectorPanel, gathered, air_density: float) -> float:
+def _panel_rates(panels, gathered, air_density: float) -> np.ndarray:
+    """Return the count rates of panels (cps), all at once: arrays over (panel, source, line)."""
     positions, activities, groups = gathered
-    if not len(positions):
-        return 0.0
-    rel = positions - panel.center
-    omega, depth = _solid_angle(rel, panel._axes, panel.width, panel.height)
-    distance = np.sqrt(np.einsum('ij,ij->i', rel, rel))
-    cos = np.clip(depth / np.maximum(distance, 1e-300), _MIN_COS, 1.0)
-    path = np.minimum(panel.thickness / cos, panel.max_path)  # m through the slab
-    geometric = activities * omega / (4.0 * math.pi)  # photons per decay reaching the face
-    rate = 0.0
-    for nuclide, (indices, weights) in groups.items():
-        front = geometric[indices] > 0
-        if not np.any(front):
-            continue
-        mask, mu_air, mu_panel = _panel_line_table(
-            nuclide, panel.material, panel.density, panel.low_energy_threshold_kev
-        )
-        if not len(mu_air):
-            continue
-        chosen = indices[front]
-        air = np.exp(np.outer(distance[chosen], -air_density * mu_air))
-        efficiency = -np.expm1(np.outer(path[chosen], -mu_panel))
-        per_decay = np.einsum('ij,ij->i', weights[front][:, mask], air * efficiency)
-        rate += float(geometric[chosen] @ per_decay)
-    return rate
+    rates = np.zeros(len(panels))
+    if not len(positions) or not len(panels):
+        return rates
+    centers = np.array([p.center for p in panels])
+    axes = np.array([p._axes for p in panels])  # (m, 3 axes, 3)
+    rel = positions[None, :, :] - centers[:, None, :]  # (m, n, 3)
+    d, x, y = (np.einsum('mnk,mk->mn', rel, axes[:, k]) for k in range(3))
+    half_w = np.array([0.5 * p.width for p in panels])[:, None]
+    half_h = np.array([0.5 * p.height for p in panels])[:, None]
+    front = d > 0
+    ds = np.where(front, d, 1.0)
+    x1, x2, y1, y2 = -half_w - x, half_w - x, -half_h - y, half_h - y
+    omega = np.where(front, _corner_term(x2, y2, ds) - _corner_term(x1, y2, ds)
+                     - _corner_term(x2, y1, ds) + _corner_term(x1, y1, ds), 0.0)
+    distance = np.sqrt(np.einsum('mnk,mnk->mn', rel, rel))
+    cos = np.clip(d / np.maximum(distance, 1e-300), _MIN_COS, 1.0)
+    thickness = np.array([p.thickness for p in panels])[:, None]
+    max_path = np.array([p.max_path for p in panels])[:, None]
+    path = np.minimum(thickness / cos, max_path)  # m through the slab
+    geometric = activities[None, :] * omega / (4.0 * math.pi)  # photons per decay on the face
+    kinds = {}  # panels sharing a material, density and threshold share their line tables
+    for index, p in enumerate(panels):
+        kinds.setdefault((p.material, p.density, p.low_energy_threshold_kev), []).append(index)
+    for (material, density, threshold), members in kinds.items():
+        members = np.array(members)
+        for nuclide, (indices, weights) in groups.items():
+            mask, mu_air, mu_panel = _panel_line_table(nuclide, material, density, threshold)
+            if not len(mu_air):
+                continue
+            picked = np.ix_(members, indices)
+            air = np.exp(-air_density * distance[picked][..., None] * mu_air)
+            efficiency = -np.expm1(-path[picked][..., None] * mu_panel)
+            per_decay = np.einsum('nl,mnl->mn', weights[:, mask], air * efficiency)
+            rates[members] += np.einsum('mn,mn->m', geometric[picked], per_decay)
+    return rates
 
 
 def _check_air(air_density_g_cm3: float) -> float:
@@ -620,11 +632,9 @@ def expected_count_rate(panel: DetectorPanel, sources, air_density_g_cm3=AIR_DEN
     Omega / 4 pi * air transmission over the source-panel distance * shield transmission *
     intrinsic efficiency (see the module docstring). Sources behind the panel's face give 0.
     """
-    return _panel_rate(panel, _gather(sources), _check_air(air_density_g_cm3))
+    return float(_panel_rates([panel], _gather(sources), _check_air(air_density_g_cm3))[0])
 
 
 def expected_count_rates(panels, sources, air_density_g_cm3=AIR_DENSITY) -> np.ndarray:
     """Return the expected count rates (cps) of several panels from the same sources."""
-    gathered = _gather(sources)
-    air_density = _check_air(air_density_g_cm3)
-    return np.array([_panel_rate(panel, gathered, air_density) for panel in panels], dtype=float)
+    return _panel_rates(list(panels), _gather(sources), _check_air(air_density_g_cm3))

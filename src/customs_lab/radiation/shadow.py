@@ -62,16 +62,20 @@ def face_fractions(panel_centres, panel_normals_y, rears, box: SubjectBox) -> np
     per instant. Points of the face behind a panel are not counted.
     """
     centres = np.asarray(panel_centres, dtype=float).reshape(-1, 3)
+    rears = np.asarray(rears, dtype=float).reshape(-1)
     out = np.zeros((len(rears), len(centres)))
+    if not len(rears):
+        return out
     for k, (centre, normal_y) in enumerate(zip(centres, panel_normals_y, strict=True)):
         side = 1.0 if normal_y < 0 else -1.0
-        faces = np.column_stack([
-            np.asarray(rears, dtype=float) + box.length / 2.0,
-            np.full(len(rears), box.lane_offset + side * box.width / 2.0),
-            np.full(len(rears), box.floor + box.height / 2.0)])
-        for i, face in enumerate(faces):
-            out[i, k] = solid_angle_rectangle(centre, face, (0.0, side, 0.0), box.length,
-                                              box.height) / (2.0 * math.pi)
+        face = np.array([0.0, box.lane_offset + side * box.width / 2.0,
+                         box.floor + box.height / 2.0])
+        # the face slides along x: seen from the panel as a face at x = 0 from the panel
+        # moved the other way (one call for all instants)
+        viewpoints = np.tile(centre, (len(rears), 1))
+        viewpoints[:, 0] -= rears + box.length / 2.0
+        out[:, k] = solid_angle_rectangle(viewpoints, face, (0.0, side, 0.0), box.length,
+                                          box.height) / (2.0 * math.pi)
     return out
 
 
