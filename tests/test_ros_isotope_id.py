@@ -57,3 +57,13 @@ def test_a_shielded_cs137_is_identified_and_published_as_evidence_and_data(harne
     bad.counts = bad.counts[:512]
     node.on_spectrum(bad)
     assert node.portal.stats['rejected'] == 1
+
+
+def test_the_parameters_are_read_only_since_the_templates_depend_on_them(harness):
+    from rclpy.parameter import Parameter
+
+    from customs_lab.radiation.isotope_id_node import IsotopeId
+
+    node = harness.add(IsotopeId(context=harness.context))
+    result = node.set_parameters([Parameter('spectral.min_deviance', value=9.0)])[0]
+    assert not result.successful and node.portal.parameters.min_deviance == 25.0

@@ -12,6 +12,8 @@ learned, gain, spectra refused.
 
 The detector model (crystal size, channels, energy range, resolution) is a parameter: every
 spectrometer of the device must match it (a spectrum with another channel count is refused).
+The parameters are read at start-up and are read-only: the templates and the backgrounds
+learned depend on them, so a change means a restart.
 """
 
 from dataclasses import fields
@@ -54,9 +56,9 @@ class IsotopeId(Node):
         ):
             field_name = name.removeprefix('crystal_')
             declare(self, name, float(getattr(model, field_name)), description,
-                    minimum=low, maximum=high)
+                    minimum=low, maximum=high, read_only=True)
         declare(self, 'channels', model.channels, 'Channels per spectrum', minimum=16,
-                maximum=16384)
+                maximum=16384, read_only=True)
         for name, description, low, high in (
             ('time_constant', 'Memory of the background, s of live time', 1.0, 86400.0),
             ('min_live_time', 'Empty-lane live time before identification, s', 0.0, 3600.0),
@@ -70,9 +72,10 @@ class IsotopeId(Node):
             ('threat_rate_max', 'Strongest threat H1 considers, cps', 1.0, 1e9),
         ):
             declare(self, f'spectral.{name}', float(getattr(defaults, name)), description,
-                    minimum=low, maximum=high)
+                    minimum=low, maximum=high, read_only=True)
         declare(self, 'spectral.gain_every', defaults.gain_every,
-                'Learned spectra between two gain estimates', minimum=1, maximum=100000)
+                'Learned spectra between two gain estimates', minimum=1, maximum=100000,
+                read_only=True)
         get = self.get_parameter
         self.spectrometer = Spectrometer(
             width=get('crystal_width').value, height=get('crystal_height').value,
