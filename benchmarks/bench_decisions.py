@@ -195,7 +195,7 @@ def run_lane(task) -> dict:
             i += 1
         frame = lane.step(t)
         evidence = portal.feed(t, frame.counts, frame.live_time, frame.occupied, frame.events,
-                               frame.windows)
+                               frame.windows, frame.neutron_counts)
         if evidence is not None:
             found.append(evidence)
     # which subject was in the lane when each passage ended (the lane holds one at a time)
@@ -353,8 +353,10 @@ def replay(world, prior: DeclarationPrior, config: EngineConfig, parameters: dic
     for sim in world['traffic']:
         heapq.heappush(events, (sim.filed_at, 0, next(order), 'declare', sim))
     for lane in world['lanes'].values():
-        for evidence in lane['evidence']:
-            heapq.heappush(events, (evidence.stamp, 1, next(order), 'evidence', evidence))
+        for evidence in lane['evidence']:  # the node publishes the neutron item first
+            for item in (evidence.neutron, evidence):
+                if item is not None:
+                    heapq.heappush(events, (item.stamp, 1, next(order), 'evidence', item))
     by_key = {s.subject.key: s for s in world['traffic']}
     sensitivity = world['sensitivity']
     officer_rng = np.random.default_rng([world['seed'], OFFICER_STREAM])

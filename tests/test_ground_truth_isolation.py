@@ -18,6 +18,7 @@ ALLOWED = {
     'simulation/portal_lane.py',
     'simulation/lane_spectra.py',  # what the lane's detectors see of the subject (its truth)
     'simulation/rpm_firmware.py',
+    'simulation/dose_truth.py',  # the true dose at officer posts, to score the dose monitor
     'common/node_support.py',
 }
 TRUTH_NAMES = {
@@ -32,6 +33,7 @@ TRUTH_MODULES = {
     'customs_lab.simulation.scenario',
     'customs_lab.simulation.portal_lane',
     'customs_lab.simulation.evaluation',
+    'customs_lab.simulation.dose_truth',
 }
 
 

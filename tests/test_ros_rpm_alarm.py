@@ -10,8 +10,12 @@ from test_offline_site import ROOT, container
 pytestmark = pytest.mark.ros
 
 
-def frames(subjects, seed=2):
-    """Yield RadiationCounts of the container lane as the driver publishes them."""
+def frames(subjects, seed=2, neutrons=False):
+    """Yield RadiationCounts of the container lane as the driver publishes them.
+
+    neutrons: with the counts of the lane's He-3 modules (their ids as the status line names
+    them).
+    """
     from builtin_interfaces.msg import Time
 
     from customs_interfaces.msg import RadiationCounts
@@ -41,6 +45,9 @@ def frames(subjects, seed=2):
         msg.header.frame_id = spec.frame_id
         if frame.occupied and read:
             msg.subject = subject_to_msg(Subject(SubjectKind.CONTAINER, read))
+        if neutrons:
+            msg.neutron_module_ids = list(frame.neutron_counts)
+            msg.neutron_counts = [int(n) for n in frame.neutron_counts.values()]
         seq += 1
         yield msg
 
@@ -90,3 +97,71 @@ def test_an_alarm_is_located_in_the_container_and_on_the_map(harness):
     # evidence ids are stable: the same frames give the same id
     assert evidence[0].evidence_id != evidence[1].evidence_id
     assert node.located == 1  # the clean container was not located
+
+
+def test_a_neutron_emitter_gives_neutron_evidence_just_before_the_gamma_item(harness):
+    import uuid
+
+    from test_neutron_portal import plutonium
+
+    from customs_interfaces.msg import Evidence
+    from customs_lab.common.subjects import SubjectKind
+    from customs_lab.radiation.portal_alarm import EVIDENCE_NAMESPACE
+    from customs_lab.radiation.rpm_alarm_node import RpmAlarm
+    from customs_lab.radiation.shadow import LaneGeometry
+    from customs_lab.simulation.offline_site import OfflinePortal, alarm_parameters
+    from customs_lab.simulation.portal_lane import PortalLane
+    from customs_lab.site.layout import load_site
+
+    # 2 kg of weapons-grade plutonium (1.2e5 n/s) in 5 cm of lead, hidden among T-shirts
+    pu = plutonium(2000.0, (6.0, 1.2, 1.0))
+    subjects = [container(7101, 40.0), container(7102, 75.0, pu)]
+    node = harness.add(RpmAlarm(context=harness.context, parameter_overrides=[
+        Parameter('device', value='portal_lane_1'), Parameter('locate_sources', value=False)]))
+    listener = harness.node('listener')
+    evidence = []
+    listener.create_subscription(Evidence, '/evidence', evidence.append, 10)
+    for msg in frames(subjects, seed=5, neutrons=True):
+        node.on_counts(msg)
+    assert harness.spin_until(lambda: len(evidence) == 4, 10)
+    kinds = [e.kind for e in evidence]
+    assert kinds == [Evidence.KIND_RADIATION_NEUTRON, Evidence.KIND_RADIATION_GAMMA] * 2
+    for found, gamma in (evidence[:2], evidence[2:]):
+        assert found.subject.id == gamma.subject.id and found.subject.id_valid
+        assert found.sensor_id == gamma.sensor_id == 'rpm/portal_lane_1'
+        assert found.correlation_group == 'rpm/portal_lane_1/neutrons'
+        assert found.header.stamp == gamma.header.stamp
+        frames_uri = gamma.raw_data_uri.rsplit('/', 1)[-1]
+        assert found.raw_data_uri == f'rpm://rpm/portal_lane_1/neutrons/{frames_uri}'
+        assert bytes(found.evidence_id.uuid) == uuid.uuid5(
+            EVIDENCE_NAMESPACE, f'rpm/portal_lane_1/neutrons/{frames_uri}').bytes
+        assert found.source_node == '/rpm_alarm'
+    clean, hidden = evidence[0], evidence[2]
+    print(f'\nclean: {clean.explanation}\nplutonium: {hidden.explanation}'
+          f'\n  gamma: {evidence[3].explanation}')
+    assert clean.explanation.startswith('no neutron alarm') and clean.log_likelihood_ratio < 3
+    assert hidden.explanation.startswith('NEUTRON ALARM') and hidden.log_likelihood_ratio > 10
+    assert evidence[3].explanation.startswith('no alarm')  # lead hides it from the PVT panels
+    assert node.portal.neutron_stats == {'passages': 2, 'alarms': 1, 'not_ready': 0}
+
+    # the offline chain (benchmarks) gives the same items from the same frames
+    spec = load_site(ROOT / 'config' / 'site.yaml').portals['portal_lane_1']
+    lane = PortalLane(spec, np.random.default_rng(5), spectra=False)
+    offline = OfflinePortal(spec.hardware_id, SubjectKind.CONTAINER,
+                            alarm_parameters(ROOT / 'config' / 'radiation.yaml'),
+                            LaneGeometry.from_spec(spec), spec.window_edges_kev)
+    pending, t, found = list(subjects), 0.0, []
+    while pending or lane.busy:
+        t = round(t + spec.frame_period, 9)
+        while pending and pending[0].arrival <= t:
+            lane.enqueue(pending.pop(0))
+        frame = lane.step(t)
+        item = offline.feed(t, frame.counts, frame.live_time, frame.occupied, frame.events,
+                            frame.windows, frame.neutron_counts)
+        if item is not None:
+            found += [item.neutron.item, item.item]
+    assert [str(uuid.UUID(bytes=bytes(e.evidence_id.uuid))) for e in evidence] == [
+        i.evidence_id for i in found]
+    assert [e.explanation for e in evidence] == [i.explanation for i in found]
+    assert [e.log_likelihood_ratio for e in evidence] == pytest.approx(
+        [i.log_likelihood_ratio for i in found])

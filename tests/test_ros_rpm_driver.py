@@ -189,3 +189,78 @@ def test_driver_publishes_spectra_windows_and_a_status_per_spectrometer(harness,
     )
     driver.trigger_deactivate()
     firmware.close()
+
+
+def test_driver_publishes_neutron_counts_and_reports_each_module(harness, tmp_path):
+    import numpy as np
+
+    from customs_lab.radiation import protocol
+    from customs_lab.simulation.portal_lane import LaneEvent, LaneFrame
+    from customs_lab.simulation.rpm_firmware import RpmFirmware
+
+    link = tmp_path / 'dev' / 'rpm_neutron'
+    # the simulated device takes its modules from the lane's frames (none named at power-on)
+    firmware = RpmFirmware(link, 'CL-RPM-2P', 'SN-N', ['left', 'right'])
+    driver = active_driver(harness, link, 'rpm/neutron', neutron_fault_live_time=2.0)
+    listener = harness.node('listener')
+    counts, diagnostics = [], []
+    listener.create_subscription(RadiationCounts, 'counts', counts.append, 100)
+    listener.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 100)
+
+    def status_answered():
+        firmware.poll_host(500)
+        return driver.panel_ids == ('left', 'right')
+
+    assert harness.spin_until(status_answered, 5.0)
+    assert driver.neutron_ids == ()
+
+    def frame(tick, left, right, occupied=True, events=()):
+        return LaneFrame(np.array([30 + tick, 40]), 0.1, occupied, events,
+                         neutron_counts={'he3_left': left, 'he3_right': right})
+
+    for tick in range(10):
+        events = (LaneEvent(True, 'RR123456785KR', 0.5),) if tick == 0 else ()
+        firmware.send_frame(1000 + 100 * tick, frame(tick, tick % 3, 1, events=events))
+        if tick == 4:  # a line whose neutron field is corrupt (its CRC is good): dropped whole
+            body = b'RPMC,90,1450,100,1,31,40,N:1:x'
+            os.write(firmware._master,
+                     b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode() + b'\r\n')
+    # neutron counts the status line does not name: the gamma counts still arrive
+    firmware.send_counts(2000, 0.1, False, [5, 6], neutrons=[7])
+    assert harness.spin_until(lambda: len(counts) == 11, 5.0)
+    assert driver.neutron_ids == ('he3_left', 'he3_right')  # announced before the first frame
+    assert [m.neutron_module_ids for m in counts[:10]] == [['he3_left', 'he3_right']] * 10
+    assert [m.neutron_counts.tolist() for m in counts[:10]] == [[t % 3, 1] for t in range(10)]
+    assert counts[0].gamma_counts.tolist() == [30, 40] and counts[0].subject.id == (
+        'RR123456785KR')
+    assert driver.decoder.errors['content'] == 1 and 'x' in driver.decoder.last_error
+    assert counts[10].gamma_counts.tolist() == [5, 6] and len(counts[10].neutron_counts) == 0
+    assert driver.stats['neutron_mismatches'] == 1
+
+    def module(name):
+        found = statuses(diagnostics[-2:], f'rpm/neutron/{name}')
+        return found[-1] if found else None
+
+    def counting():
+        firmware.send_frame(2100, frame(0, 2, 1, occupied=False))
+        left = module('he3_left')
+        return left is not None and left.level == DiagnosticStatus.OK
+
+    assert harness.spin_until(counting, 5.0)
+    assert module('he3_left').hardware_id == 'rpm/neutron/he3_left'
+    values = {v.key: v.value for v in module('he3_left').values}
+    assert int(values['counts']) >= 11 and float(values['rate_cps']) > 0
+    # he3_right stops counting (its high voltage failed): WARN after 2 s of live time
+    for tick in range(25):
+        firmware.send_frame(3000 + 100 * tick, frame(tick, 1, 0, occupied=False))
+
+    def right_warns():
+        firmware.send_frame(6000, frame(0, 1, 0, occupied=False))
+        right = module('he3_right')
+        return right is not None and right.level == DiagnosticStatus.WARN
+
+    assert harness.spin_until(right_warns, 5.0)
+    assert 'high voltage' in module('he3_right').message
+    assert module('he3_left').level == DiagnosticStatus.OK
+    driver.trigger_deactivate()
+    firmware.close()

@@ -42,8 +42,8 @@ def test_contraband_rates_follow_the_scenario():
     scenario.spec['containers']['count'] = 4000
     traffic = [s for s in generate_traffic(scenario) if s.subject.kind == SubjectKind.CONTAINER]
     sources = sum(any(i.category == 'radioactive_source' for i in s.truth) for s in traffic)
-    # Cs-137 (5 %) or Co-60 (3 %): P(at least one) = 1 - 0.95 * 0.97
-    p = 1 - 0.95 * 0.97
+    # Cs-137 (5 %), Co-60 (3 %) or Am-Be (0.5 %): P(at least one) = 1 - 0.95 * 0.97 * 0.995
+    p = 1 - 0.95 * 0.97 * 0.995
     assert abs(sources / len(traffic) - p) < 4 * np.sqrt(p * (1 - p) / len(traffic))
     norm = [s for s in traffic if any(i.category == 'norm_cargo' for i in s.truth)]
     assert all(not s.contraband or any(i.contraband for i in s.truth) for s in norm)
@@ -243,6 +243,116 @@ def test_smoke_scenario_keeps_its_character():
     assert has(SubjectKind.PARCEL, 'radioactive_source')
     assert has(SubjectKind.CONTAINER, 'norm_cargo')  # K-40 fertiliser: the honest false alarm
     assert any(any(i.category == 'narcotics' for i in s.truth) for s in traffic)
+    # plutonium behind lead, in a container without a gamma source: the neutron test's to catch
+    hidden = [s for s in traffic if any(i.category == 'special_nuclear_material'
+                                        for i in s.truth)]
+    assert len(hidden) == 1 and hidden[0].subject.kind == SubjectKind.CONTAINER
+    assert not any(i.category == 'radioactive_source' for i in hidden[0].truth)
+    assert scenario_arrival_after_background(hidden[0])
+
+
+def scenario_arrival_after_background(sim) -> bool:
+    """Return True if a subject arrives after the neutron background is learned (radiation.yaml).
+
+    The site starts with an empty lane at t = 0: the neutron background needs its
+    neutron_background_min_live_time of empty lane first (twice that here, for the hold-offs of
+    the subjects before it).
+    """
+    import yaml
+
+    parameters = yaml.safe_load((ROOT / 'config' / 'radiation.yaml').read_text())
+    needed = parameters['/**/rpm_alarm']['ros__parameters']['neutron_background_min_live_time']
+    return sim.arrival > 2 * needed
+
+
+# -- neutron emitters ------------------------------------------------------------------------
+
+
+def test_neutron_emitters_carry_their_emission_rate():
+    from customs_lab.radiation import neutron
+
+    scenario = _big(factor=40)
+    traffic = generate_traffic(scenario)
+    items = [i for s in traffic for i in s.truth]
+    by_kind = {}
+    for item in items:
+        by_kind.setdefault((item.category, item.nuclide), []).append(item)
+    # Cf-252 sources: spontaneous fission, 0.116 n/s per Bq (3.09 % SF x nu-bar 3.757)
+    for item in by_kind[('radioactive_source', 'Cf-252')]:
+        assert item.neutron_rate == pytest.approx(
+            neutron.neutron_emission_rate('Cf-252', activity_bq=item.activity))
+        assert item.neutron_rate / item.activity == pytest.approx(0.116, rel=0.02)
+    # Am-Be: 2.2e6 n/s per Ci of Am-241; plain Am-241 sources (no beryllium) almost none
+    ambe = [i for i in by_kind[('radioactive_source', 'Am-241')] if '(Am-Be)' in i.description]
+    plain = [i for i in by_kind[('radioactive_source', 'Am-241')] if i not in ambe]
+    assert ambe and plain
+    assert all(i.neutron_rate == pytest.approx(2.2e6 * i.activity / 3.7e10) for i in ambe)
+    assert all(i.neutron_rate < 1e-2 for i in plain)
+    # plutonium: ~60 n/s per g of weapons grade, its gamma rays those of Pu-239 (2.3 GBq/g x
+    # 93.8 %) seen through a sphere of itself, then lead
+    for item in [i for i in items if i.category == 'special_nuclear_material']:
+        grams = item.mass * 1000.0
+        assert item.neutron_rate / grams == pytest.approx(59.9, rel=0.02)
+        assert item.nuclide == 'Pu-239'
+        assert item.activity / grams == pytest.approx(0.938 * 2.296e9, rel=0.01)
+        assert [s.material for s in item.shields] == ['Pu', 'Pb']
+        radius = (3 * grams / 19.84 / (4 * np.pi)) ** (1 / 3) / 100.0
+        assert item.shields[0].thickness == pytest.approx(2 * radius / 3)
+        assert 0.02 <= item.shields[1].thickness <= 0.10
+    assert all(i.neutron_rate == 0.0 for i in by_kind[('radioactive_source', 'Cs-137')])
+
+
+@pytest.mark.parametrize(
+    'old, new, message',
+    [('material: weapons-grade Pu, form', 'material: plutonium-ish, form',
+      'unknown neutron source'),
+     ('form: metal,', 'form: nitrate,', "form must be 'metal' or 'oxide'"),
+     ('form: metal, mass: [0.1, 2.0]', 'form: metal, mass: [0.0, 2.0]', 'mass must be a range'),
+     ('neutron_source: Am-Be,', 'neutron_source: Am-Bee,', 'unknown neutron source')],
+)
+def test_bad_neutron_emitters_are_refused_at_load(tmp_path, old, new, message):
+    text = (ROOT / 'config' / 'scenarios' / 'default.yaml').read_text()
+    assert text.count(old) == 1
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(text.replace(old, new))
+    with pytest.raises(ValueError, match=message) as error:
+        Scenario.load(bad)
+    assert 'bad.yaml' in str(error.value)
+
+
+@pytest.mark.parametrize(
+    'old, new, message',
+    [('id: he3_left,', 'id: "he3:left",', 'neutron module id'),
+     ('id: he3_right, center: [-0.40, -2.6', 'id: he3_left, center: [-0.40, -2.6',
+      'must be unique'),
+     ('normal: [0.0, -1.0, 0.0], width: 0.30', 'normal: [0.0, -2.0, 0.0], width: 0.30',
+      'normal must be a unit'),
+     ('tubes: 4,', 'tubes: 0,', 'tubes must be'),
+     ('pressure_atm: 3.0', 'pressure_atm: -3.0', 'pressure_atm must be a positive'),
+     ('dead_time: 4.0e-6}', 'dead_time: -1.0}', 'dead_time must be'),
+     ('cosmic_neutron_flux: 0.012            # n/cm^2/s, cosmic',
+      'cosmic_neutron_flux: 0.0            # n/cm^2/s, cosmic', 'cosmic_neutron_flux')],
+)
+def test_bad_neutron_modules_name_the_device(tmp_path, old, new, message):
+    text = (ROOT / 'config' / 'site.yaml').read_text()
+    assert text.count(old) >= 1, old
+    bad = tmp_path / 'site.yaml'
+    bad.write_text(text.replace(old, new, 1))
+    with pytest.raises(ValueError, match=message) as error:
+        load_site(bad)
+    assert 'portal_lane_1' in str(error.value)
+
+
+def test_neutron_modules_are_optional_and_parsed_with_their_units():
+    site = load_site(ROOT / 'config' / 'site.yaml')
+    left, right = site.portals['portal_lane_1'].neutron_modules
+    assert left.center == (-0.4, 2.6, 2.05) and right.normal == (0.0, 1.0, 0.0)
+    assert (left.tubes, left.tube_diameter, left.pressure_atm, left.active_length) == (
+        4, 0.0508, 3.0, 1.8)
+    assert left.dead_time == 4e-6 and site.portals['portal_lane_1'].cosmic_neutron_flux == 0.012
+    (parcel,) = site.portals['parcel_line_1'].neutron_modules
+    assert (parcel.width, parcel.height, parcel.tubes) == (0.2, 0.5, 2)
+    assert site.officer_posts  # the other sections are still read
 
 
 def test_a_loaded_container_shadows_the_portal_from_part_of_its_background():

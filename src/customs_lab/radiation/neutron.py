@@ -114,6 +114,11 @@ def _vector(value, name: str) -> np.ndarray:
     return array
 
 
+def canonical_source(name: str) -> str:
+    """Return a neutron source's canonical name: a nuclide, 'Am-Be' or a MIXTURES grade."""
+    return _canonical(name)
+
+
 def _canonical(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f'unknown neutron source {name!r}: expected a name such as "Cf-252"')

@@ -10,7 +10,14 @@ offline benchmarks (simulation/offline_site.py) run the same code:
   (alarm.evaluate_passage); while the background is not learned the verdict carries no evidence
   (log-likelihood ratio 0);
 - given the lane's geometry (shadow.LaneGeometry) and the speed the lane measured, the
-  background expected during the passage is corrected for the subject's shadow.
+  background expected during the passage is corrected for the subject's shadow;
+- when the device reports neutron modules (He-3), the same empty-lane frames teach their
+  background (its own, longer memory: a few cps of cosmic-ray neutrons need minutes) and each
+  passage's neutron counts, summed over its frames and the modules, go through
+  neutron.evaluate_neutron_passage against that background times `neutron_ship_effect`, the
+  rise a heavy load's cosmic-ray spallation brings (the "ship effect"; neutron.py's model with
+  steel's enhancement gives 1.10-1.15 over the passage of 20 t in a container): the verdict's
+  `neutron` part, its own evidence (kind radiation.neutron).
 
 Core module: no ROS.
 """
@@ -21,7 +28,7 @@ import uuid
 
 import numpy as np
 
-from customs_lab.radiation import alarm
+from customs_lab.radiation import alarm, neutron
 from customs_lab.radiation.energy_windows import Discrimination, discriminate
 from customs_lab.radiation.passage import Passage, PassageTracker
 from customs_lab.radiation.shadow import LaneGeometry
@@ -31,6 +38,15 @@ from customs_lab.radiation.spectrometer import Spectrometer
 # its id (rpm_alarm, and simulation/offline_site.py for the benchmarks)
 EVIDENCE_NAMESPACE = uuid.UUID('0c7d5e3a-4b1f-4e8a-9d26-7f3b2a1c5e90')
 PANEL_MODEL = Spectrometer.pvt_panel()  # the energy windows' templates: a portal's PVT panel
+
+
+def neutron_correlation_group(sensor_id: str) -> str:
+    """Return the correlation group of a portal's neutron evidence.
+
+    Not the gamma item's (the sensor id): other detectors, independent counts, so fusion
+    counts both.
+    """
+    return f'{sensor_id}/neutrons'
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,12 @@ class PortalAlarmParameters:
     background_gate_sigma: float = 5.0  # empty-lane frames this far above are not learned
     shadow_correction: bool = True  # correct the subject's shadow (needs the lane's geometry)
     norm_prior: float = 0.1  # share of subjects with NORM cargo, for the energy-window evidence
+    neutron_false_alarm_probability: float = 1e-3  # per passage, of the neutron test
+    neutron_excess_prior_min: float = 0.5  # cps (all modules), weakest neutron excess H1 considers
+    neutron_excess_prior_max: float = 500.0  # cps, strongest
+    neutron_background_time_constant: float = 600.0  # s, memory of the neutron background
+    neutron_background_min_live_time: float = 30.0  # s of empty lane before neutron evidence
+    neutron_ship_effect: float = 1.15  # background factor allowed while a subject passes
 
     @classmethod
     def from_dict(cls, values: dict) -> 'PortalAlarmParameters':
@@ -61,6 +83,11 @@ class PortalAlarmParameters:
     def __post_init__(self):
         if not 0.0 < self.norm_prior < 1.0:
             raise ValueError(f'norm_prior must be in (0, 1), got {self.norm_prior!r}')
+        if not (math.isfinite(self.neutron_ship_effect) and 0.5 <= self.neutron_ship_effect
+                <= 3.0):
+            raise ValueError('neutron_ship_effect must be in [0.5, 3] (a factor on the '
+                             f'background), got {self.neutron_ship_effect!r}')
+        self.neutron_config()  # ValueError on a bad false-alarm probability or prior
 
     def as_dict(self) -> dict:
         """Return {name: value}."""
@@ -74,6 +101,52 @@ class PortalAlarmParameters:
             excess_prior_min=self.excess_prior_min,
             excess_prior_max=self.excess_prior_max,
         )
+
+    def neutron_config(self) -> neutron.NeutronAlarmConfig:
+        """Return the neutron test's configuration (ValueError on bad values)."""
+        return neutron.NeutronAlarmConfig(
+            false_alarm_probability=self.neutron_false_alarm_probability,
+            excess_prior_min=self.neutron_excess_prior_min,
+            excess_prior_max=self.neutron_excess_prior_max,
+        )
+
+
+@dataclass(frozen=True)
+class NeutronVerdict:
+    """A passage's neutron test (counts of all modules), as its evidence reports it."""
+
+    first_seq: int  # the passage's frames, as PassageVerdict's
+    last_seq: int
+    module_ids: tuple[str, ...]
+    result: neutron.NeutronAlarmResult | None  # None while the background is not learned
+    log_likelihood_ratio_std: float = 0.0  # nats, from the background's uncertainty
+
+    @property
+    def background_ready(self) -> bool:
+        """Return True if the passage was tested against a learned background."""
+        return self.result is not None
+
+    @property
+    def alarm(self) -> bool:
+        """Return True if the neutron test alarmed."""
+        return bool(self.result is not None and self.result.alarm)
+
+    @property
+    def log_likelihood_ratio(self) -> float:
+        """Return the evidence's LLR, nats: the test's Bayes factor (0 while not learned)."""
+        return 0.0 if self.result is None else float(self.result.log_likelihood_ratio)
+
+    def evidence_id(self, sensor_id: str) -> uuid.UUID:
+        """Return the neutron evidence's id: the same for the same device and frames."""
+        return uuid.uuid5(EVIDENCE_NAMESPACE,
+                          f'{sensor_id}/neutrons/{self.first_seq}-{self.last_seq}')
+
+    @property
+    def explanation(self) -> str:
+        """Return the officer's one-line explanation."""
+        if self.result is None:
+            return 'neutron background not yet learned: no neutron evidence for this passage'
+        return neutron.explain_neutron(self.result)
 
 
 def combined_log_likelihood_ratio(gross: float, windows: float, norm_prior: float) -> float:
@@ -98,6 +171,7 @@ class PassageVerdict:
     background_ready: bool
     discrimination: Discrimination | None = None  # the energy windows' verdict, if reported
     norm_prior: float = 0.1
+    neutron: NeutronVerdict | None = None  # the neutron test, if the device has neutron modules
 
     @property
     def alarm(self) -> bool:
@@ -148,15 +222,20 @@ class PortalAlarm:
         self.geometry = geometry
         self.tracker = None
         self._window_edges, self._window_background, self._passage_windows = (), None, None
+        self.neutron_ids, self.neutron_background = (), None
+        self._passage_neutrons, self._passage_neutron_live = None, 0.0
         self.stats = {'passages': 0, 'alarms': 0, 'not_ready': 0}
+        self.neutron_stats = {'passages': 0, 'alarms': 0, 'not_ready': 0}
         self.configure(parameters or PortalAlarmParameters(), rebuild=True)
 
     def configure(self, parameters: PortalAlarmParameters, rebuild: bool = False):
-        """Take new parameters; `rebuild` forgets the background (background_* changed)."""
+        """Take new parameters; `rebuild` forgets the backgrounds (a *background_* changed)."""
         self.config = parameters.alarm_config()
+        self.neutron_config = parameters.neutron_config()
         self.parameters = parameters
         if rebuild:
             self.tracker = None  # rebuilt on the next frame
+            self.neutron_ids = ()  # the neutron background too, on the next neutron counts
 
     def ensure_tracker(self, n_channels: int) -> bool:
         """Build the passage tracker for `n_channels` if needed; return True if built."""
@@ -171,21 +250,23 @@ class PortalAlarm:
 
     def feed(self, stamp: float, seq: int, counts, live_time: float, occupied: bool,
              subject_id: str = '', speed: float = math.nan, windows=None,
-             edges=()) -> PassageVerdict | None:
+             edges=(), neutrons=None) -> PassageVerdict | None:
         """Take one frame; return the verdict of a passage it completed, else None.
 
         subject_id: what the lane reader read, on occupied frames; speed: the subject's, as the
         lane measured it, m/s; windows (channels, k) and edges (k + 1, keV): the channels'
-        energy-window counts, when the device reports them. Raises ValueError if a completed
-        passage cannot be tested (the caller reports it; the frames are gone).
+        energy-window counts, when the device reports them; neutrons: {module id: counts} of
+        the frame's neutron modules, when it has any. Raises ValueError if a completed passage
+        cannot be tested (the caller reports it; the frames are gone).
         """
         self.ensure_tracker(len(counts))
         if occupied and subject_id:
             self.tracker.set_subject(subject_id)
         learned = self.tracker.background.total_live_time
         passage = self.tracker.feed(stamp, seq, counts, live_time, occupied, speed)
-        self._feed_windows(windows, edges, live_time, occupied,
-                           self.tracker.background.total_live_time > learned)
+        learned = self.tracker.background.total_live_time > learned
+        self._feed_windows(windows, edges, live_time, occupied, learned)
+        self._feed_neutrons(neutrons, live_time, occupied, learned)
         if passage is None:
             return None
         background = self.tracker.background
@@ -197,11 +278,59 @@ class PortalAlarm:
         result = alarm.evaluate_passage(passage.counts, passage.live_times, background.rate(),
                                         background.rate_std(), self.config, factors)
         verdict = PassageVerdict(passage, result, ready, self._discriminate(passage, factors),
-                                 self.parameters.norm_prior)
+                                 self.parameters.norm_prior, self._neutron_verdict(passage))
         self.stats['passages'] += 1
         self.stats['alarms'] += int(verdict.alarm)
         self.stats['not_ready'] += int(not ready)
+        if verdict.neutron is not None:
+            self.neutron_stats['passages'] += 1
+            self.neutron_stats['alarms'] += int(verdict.neutron.alarm)
+            self.neutron_stats['not_ready'] += int(not verdict.neutron.background_ready)
         return verdict
+
+    def _feed_neutrons(self, neutrons, live_time: float, occupied: bool, learned: bool):
+        """Sum a frame's neutron counts into the passage, or teach the empty lane's background.
+
+        The empty-lane frames the gamma tracker learns from (not in a passage's hold-off, not
+        above the gamma background) teach it; a new set of modules starts it again.
+        """
+        if not neutrons:
+            return
+        ids = tuple(neutrons)
+        counts = np.array([neutrons[i] for i in ids], dtype=float)
+        if ids != self.neutron_ids:
+            p = self.parameters
+            self.neutron_ids = ids
+            self.neutron_background = alarm.BackgroundEstimator(
+                len(ids), p.neutron_background_time_constant, p.neutron_background_min_live_time)
+            self._passage_neutrons, self._passage_neutron_live = None, 0.0
+        if occupied:
+            held = self._passage_neutrons
+            self._passage_neutrons = counts if held is None else held + counts
+            self._passage_neutron_live += live_time
+        elif learned:
+            self.neutron_background.update(counts, live_time)
+
+    def _neutron_verdict(self, passage: Passage) -> NeutronVerdict | None:
+        """Return a completed passage's neutron test (None if its frames had no neutron counts)."""
+        counts, live = self._passage_neutrons, self._passage_neutron_live
+        self._passage_neutrons, self._passage_neutron_live = None, 0.0
+        if counts is None or live <= 0:
+            return None
+        background = self.neutron_background
+        if not background.ready:
+            return NeutronVerdict(passage.first_seq, passage.last_seq, self.neutron_ids, None)
+        ship = self.parameters.neutron_ship_effect
+        result = neutron.evaluate_neutron_passage(counts, live, background.rate(),
+                                                  self.neutron_config, ship_effect=ship)
+        # the LLR's spread from the background's: the Bayes factor at background +- 1 sigma
+        sigma = float(np.sqrt(np.sum(background.rate_std() ** 2))) * ship * live
+        low, high = (alarm.log_bayes_factors(
+            result.counts, max(result.expected + sign * sigma, 1e-9), live,
+            self.neutron_config.excess_prior_min, self.neutron_config.excess_prior_max)[0]
+            for sign in (-1.0, 1.0))
+        return NeutronVerdict(passage.first_seq, passage.last_seq, self.neutron_ids, result,
+                              abs(float(high - low)) / 2.0)
 
     def _feed_windows(self, windows, edges, live_time: float, occupied: bool, learned: bool):
         """Sum a frame's energy-window counts into the passage or the empty lane's background."""

@@ -1,4 +1,4 @@
-r"""Serial protocol of the Customs Lab radiation portal monitor (RPM), version 2.
+r"""Serial protocol of the Customs Lab radiation portal monitor (RPM), version 3.
 
 Documented in docs/protocols/rpm_serial.md. ASCII lines, NMEA-like, each protected by a CRC:
 
@@ -7,16 +7,21 @@ Documented in docs/protocols/rpm_serial.md. ASCII lines, NMEA-like, each protect
 CRC is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor) of the bytes
 between '$' and '*', written as 4 upper-case hex digits. Device to host:
 
-    $RPMC,seq,ticks_ms,live_ms,occupied,c1,c2,...,cn   counts of one frame, one per gamma channel;
+    $RPMC,seq,ticks_ms,live_ms,occupied,c1,c2,...,cn[,N:n1:...:nm]
+                                                        counts of one frame, one per gamma channel;
                                                         each ci is a gross count, or (version 2)
                                                         gross:w1:w2:...:wk with its counts in the
-                                                        k energy windows of the status line
+                                                        k energy windows of the status line;
+                                                        (v3) N: and the counts of the m neutron
+                                                        modules of the status line, same live time
     $RPMO,seq,ticks_ms,occupied,subject_id[,speed]     occupancy edge; subject_id as the lane
                                                         reader (OCR / barcode) read it, or empty;
                                                         speed (v2): m/s from the lane's sensors
-    $RPMS,seq,ticks_ms,model,serial,hv_volts,temp_c,id1;id2;...;idn[,e0;e1;...;ek]
+    $RPMS,seq,ticks_ms,model,serial,hv_volts,temp_c,id1;id2;...;idn[,e0;e1;...;ek[,nid1;...;nidm]]
                                                         status, once a second and on request;
                                                         (v2) the energy windows' edges, keV
+                                                        (empty if none); (v3) the neutron modules'
+                                                        ids in count order
     $RPMG,seq,ticks_ms,detector,live_ms,real_ms,occupied,Z32,data
                                                         (v2) a spectrometer's pulse-height
                                                         spectrum over one spectrum period: data
@@ -36,7 +41,9 @@ Host to device:
                                                         gain stabilisation
 
 seq counts every line the device sends (mod 2**32); ticks_ms is the device clock (mod 2**32).
-A version-1 host ignores the v2 line types (as unknown) and cannot read v2 count fields.
+A version-1 host ignores the v2 line types (as unknown) and cannot read v2 count fields; a
+version-2 host cannot read a v3 counts line with neutron counts (its device has neutron
+modules), and v2 lines (no neutron field, status without module ids) read as before.
 """
 
 import base64
@@ -72,6 +79,7 @@ class CountsFrame:
     occupied: bool
     counts: tuple[int, ...]
     windows: tuple[tuple[int, ...], ...] = ()  # per channel, its counts per energy window
+    neutrons: tuple[int, ...] | None = None  # (v3) per neutron module; None: not reported
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ class StatusFrame:
     temperature: float  # degrees Celsius
     panel_ids: tuple[str, ...]
     window_edges_kev: tuple[float, ...] = ()
+    neutron_module_ids: tuple[str, ...] = ()  # (v3) in the order of the counts' neutron field
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,10 @@ def encode(frame: Frame) -> bytes:
             int(frame.occupied),
             *channels,
         ]
+        if frame.neutrons is not None:
+            if not frame.neutrons:
+                raise ValueError('a neutron field needs at least one module count')
+            fields.append(':'.join(['N', *(str(int(n)) for n in frame.neutrons)]))
     elif isinstance(frame, OccupancyFrame):
         if ',' in frame.subject_id:
             raise ValueError('subject id may not contain a comma')
@@ -238,6 +251,8 @@ def encode(frame: Frame) -> bytes:
     elif isinstance(frame, StatusFrame):
         if any(',' in p or ';' in p for p in frame.panel_ids):
             raise ValueError('panel ids may not contain , or ;')
+        for module_id in frame.neutron_module_ids:
+            _check_id(module_id, 'neutron module id')
         fields = [
             'RPMS',
             frame.seq,
@@ -248,8 +263,10 @@ def encode(frame: Frame) -> bytes:
             f'{frame.temperature:.1f}',
             ';'.join(frame.panel_ids),
         ]
-        if frame.window_edges_kev:
+        if frame.window_edges_kev or frame.neutron_module_ids:
             fields.append(';'.join(f'{e:g}' for e in frame.window_edges_kev))
+        if frame.neutron_module_ids:
+            fields.append(';'.join(frame.neutron_module_ids))
     elif isinstance(frame, StatusRequest):
         fields = ['RPMQ', 'STATUS']
     else:
@@ -285,6 +302,13 @@ def _channel(text: str) -> tuple[int, tuple[int, ...]]:
 
 
 def _parse_counts(fields) -> CountsFrame:
+    neutrons = None
+    if fields[-1].startswith('N'):  # (v3) the neutron modules' counts, last
+        tag, *values = fields[-1].split(':')
+        if tag != 'N' or not values:
+            raise ValueError(f'bad neutron field {fields[-1]!r}: expected N:n1:...:nm')
+        neutrons = tuple(_u32(v) for v in values)
+        fields = fields[:-1]
     if len(fields) < 6:
         raise ValueError('a counts frame needs at least one channel')
     channels = [_channel(f) for f in fields[5:]]
@@ -302,6 +326,7 @@ def _parse_counts(fields) -> CountsFrame:
         occupied,
         tuple(c for c, _ in channels),
         windows,
+        neutrons,
     )
 
 
@@ -342,7 +367,13 @@ def _parse_detector_status(fields) -> DetectorStatusFrame:
 
 def _parse_status(fields) -> StatusFrame:
     panels = tuple(p for p in fields[7].split(';') if p)
-    edges = tuple(_finite(e) for e in fields[8].split(';')) if len(fields) == 9 else ()
+    edges_field = fields[8] if len(fields) > 8 else ''
+    edges = tuple(_finite(e) for e in edges_field.split(';')) if edges_field else ()
+    modules = tuple(fields[9].split(';')) if len(fields) == 10 else ()
+    for module_id in modules:
+        _check_id(module_id, 'neutron module id')
+    if len(set(modules)) != len(modules):
+        raise ValueError(f'neutron module ids repeat: {modules}')
     if edges and (len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges))):
         raise ValueError(f'window edges must increase: {edges}')
     return StatusFrame(
@@ -354,6 +385,7 @@ def _parse_status(fields) -> StatusFrame:
         _finite(fields[6]),
         panels,
         edges,
+        modules,
     )
 
 
@@ -385,7 +417,7 @@ def parse_line(line: bytes) -> Frame:
                 fields[4],
                 speed,
             )
-        if kind == 'RPMS' and len(fields) in (8, 9):
+        if kind == 'RPMS' and len(fields) in (8, 9, 10):
             return _parse_status(fields)
         if kind == 'RPMG' and len(fields) == 9:
             return _parse_spectrum(fields)

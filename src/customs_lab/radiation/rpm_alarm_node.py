@@ -12,6 +12,10 @@ seconds) and publish it, for every portal on the same topics: /radiation/located
 (LocatedSource: in the subject and on the map, with its covariance and dose rate),
 /radiation/located_source_markers (MarkerArray) and /radiation/dose_rate (PointCloud2 of
 air-kerma rate, uGy/h, at chest height around it; latched) for RViz.
+A device with He-3 neutron modules (its frames carry neutron counts) gets a neutron test per
+passage too (radiation/neutron.py, through portal_alarm.PortalAlarm): published just before the
+gamma item, as its own Evidence of kind radiation.neutron (own evidence id, correlation group
+`<sensor id>/neutrons`), so that fusion has it when the gamma item makes it decide.
 Parameters can be changed at run time (the geometry excepted); bad values are refused by the
 on-set callback.
 """
@@ -44,7 +48,11 @@ from customs_lab.common.node_support import (
 )
 from customs_lab.common.rviz import intensity_cloud, source_markers
 from customs_lab.radiation import located_source
-from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
+from customs_lab.radiation.portal_alarm import (
+    PortalAlarm,
+    PortalAlarmParameters,
+    neutron_correlation_group,
+)
 from customs_lab.radiation.shadow import LaneGeometry
 from customs_lab.site.layout import load_site
 
@@ -124,6 +132,26 @@ class RpmAlarm(Node):
         declare(self, 'norm_prior', defaults.norm_prior,
                 'Share of subjects with NORM cargo (weighs the energy windows)',
                 minimum=1e-6, maximum=0.999)
+        declare(self, 'neutron_false_alarm_probability',
+                defaults.neutron_false_alarm_probability,
+                'Stated false-alarm probability per passage of the neutron test',
+                minimum=1e-9, maximum=0.5)
+        declare(self, 'neutron_excess_prior_min', defaults.neutron_excess_prior_min,
+                'Weakest neutron excess H1 considers, cps (all modules)',
+                minimum=1e-4, maximum=1e6)
+        declare(self, 'neutron_excess_prior_max', defaults.neutron_excess_prior_max,
+                'Strongest neutron excess H1 considers, cps (all modules)',
+                minimum=1e-4, maximum=1e9)
+        declare(self, 'neutron_background_time_constant',
+                defaults.neutron_background_time_constant,
+                'Memory of the neutron background estimator, s', minimum=1.0, maximum=86400.0)
+        declare(self, 'neutron_background_min_live_time',
+                defaults.neutron_background_min_live_time,
+                'Empty-lane live time before neutron evidence is given, s',
+                minimum=0.0, maximum=3600.0)
+        declare(self, 'neutron_ship_effect', defaults.neutron_ship_effect,
+                "Factor on the neutron background while a subject passes (its load's "
+                'cosmic-ray ship effect)', minimum=0.5, maximum=3.0)
         declare(self, 'site_file', '', 'Site description with the portal geometry '
                 '(empty: config/site.yaml)')
         declare(self, 'device', '', "The portal's name in the site file (empty: the namespace's "
@@ -176,6 +204,10 @@ class RpmAlarm(Node):
             return SetParametersResult(
                 successful=False, reason='excess_prior_min must be below excess_prior_max'
             )
+        if not (self._value('neutron_excess_prior_min', changes)
+                < self._value('neutron_excess_prior_max', changes)):
+            return SetParametersResult(successful=False, reason='neutron_excess_prior_min '
+                                       'must be below neutron_excess_prior_max')
         return SetParametersResult(successful=True)
 
     def _apply(self, changes):
@@ -184,7 +216,8 @@ class RpmAlarm(Node):
         if self.portal is None:
             self.portal = PortalAlarm(parameters, self.geometry)
         else:  # a new background estimator if its parameters changed
-            rebuild = any(p.name.startswith('background_') for p in changes)
+            rebuild = any(p.name.startswith(('background_', 'neutron_background_'))
+                          for p in changes)
             self.portal.configure(parameters, rebuild=rebuild)
 
     def on_counts(self, msg: RadiationCounts):
@@ -212,6 +245,7 @@ class RpmAlarm(Node):
                 msg.subject_speed,
                 self._windows(msg),
                 msg.window_edges_kev,
+                self._neutrons(msg),
             )
         except ValueError as error:
             self.get_logger().error(f'passage ending at frame {msg.sequence} not evaluated: '
@@ -227,14 +261,37 @@ class RpmAlarm(Node):
             return None
         return np.asarray(msg.gamma_window_counts, dtype=float).reshape(-1, k)
 
+    def _neutrons(self, msg: RadiationCounts):
+        """Return the frame's neutron counts as {module id: counts}, or None."""
+        ids, counts = list(msg.neutron_module_ids), list(msg.neutron_counts)
+        if len(ids) != len(counts) or len(set(ids)) != len(ids):
+            self.get_logger().error(f'frame {msg.sequence}: {len(counts)} neutron counts for '
+                                    f'modules {ids}: not used', throttle_duration_sec=10.0)
+            return None
+        return dict(zip(ids, counts, strict=True)) or None
+
     def _publish(self, verdict, msg):
         passage = verdict.passage
+        header = Header(stamp=msg.header.stamp, frame_id=self.frame_id)
+        subject = getattr(self, 'subject', None) if passage.subject_id else None
+        if verdict.neutron is not None:  # first: fusion decides when the gamma item arrives
+            test = verdict.neutron
+            found = portal_evidence(
+                self, Evidence.KIND_RADIATION_NEUTRON, self.sensor_id,
+                test.evidence_id(self.sensor_id), test, neutron_correlation_group(self.sensor_id),
+                f'rpm://{self.sensor_id}/neutrons/{passage.first_seq}-{passage.last_seq}',
+                header, subject)
+            self.evidence_pub.publish(found)
+            if test.alarm:  # (one severity per call site: rclpy's logger)
+                self.get_logger().warning(f'{passage.subject_id or "(unread)"}: '
+                                          f'{found.explanation}')
+            else:
+                self.get_logger().info(f'{passage.subject_id or "(unread)"}: {found.explanation}')
         evidence = portal_evidence(
             self, Evidence.KIND_RADIATION_GAMMA, self.sensor_id,
             verdict.evidence_id(self.sensor_id), verdict, self.sensor_id,
             f'rpm://{self.sensor_id}/frames/{passage.first_seq}-{passage.last_seq}',
-            Header(stamp=msg.header.stamp, frame_id=self.frame_id),
-            getattr(self, 'subject', None) if passage.subject_id else None)
+            header, subject)
         self.evidence_pub.publish(evidence)
         self.get_logger().info(f'{passage.subject_id or "(unread)"}: {evidence.explanation}')
         threat_like = verdict.discrimination is None or (
@@ -331,6 +388,18 @@ class RpmAlarm(Node):
             located_sources=self.located,
             background_cps=[round(float(r), 1) for r in background.rate()],
         )
+        neutrons = self.portal.neutron_background
+        if neutrons is not None:
+            values.update(
+                neutron_modules=list(self.portal.neutron_ids),
+                neutron_background_cps=[round(float(r), 2) for r in neutrons.rate()],
+                neutron_background_live_time=round(neutrons.total_live_time, 1),
+                neutron_alarms=self.portal.neutron_stats['alarms'])
+            if not neutrons.ready:
+                message += '; learning the neutron background'
+            elif not np.all(neutrons.rate() > 0):
+                level = Diagnostics.WARN
+                message += '; a neutron module counts nothing (its driver status tells more)'
         self.diagnostics.update(
             f'rpm_alarm: {self.sensor_id}', self.sensor_id, level, message, values
         )

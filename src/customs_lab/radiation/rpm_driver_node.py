@@ -1,14 +1,19 @@
 """Radiation portal monitor driver: a lifecycle node reading the RPM serial protocol (pyserial).
 
 Publishes each counts frame as customs_interfaces/RadiationCounts on `counts` (in the device's
-namespace), with its energy-window counts, the lane's occupancy, the subject id the lane reader
-read and the speed the lane measured; each spectrometer's spectrum as
-customs_interfaces/GammaSpectrum on `spectrum`; and on /diagnostics one status for the device
-(link state, frames, CRC and framing errors, lost frames (sequence gaps), high voltage and
-temperature) and one per spectrometer (spectra received, count rate, gain setting, high
-voltage, crystal temperature). Serial I/O runs on its own thread, never on the executor. A cable
-that is unplugged (port gone, read error) is reopened every `reconnect_period` seconds; corrupt
-lines are counted and dropped, good ones around them are kept.
+namespace), with its energy-window counts, its neutron modules' counts (protocol v3), the lane's
+occupancy, the subject id the lane reader read and the speed the lane measured; each
+spectrometer's spectrum as customs_interfaces/GammaSpectrum on `spectrum`; and on /diagnostics
+one status for the device (link state, frames, CRC and framing errors, lost frames (sequence
+gaps), high voltage and temperature), one per spectrometer (spectra received, count rate, gain
+setting, high voltage, crystal temperature) and one per neutron module (counts, rate; WARN when
+it has counted nothing for `neutron_fault_live_time` s of live time: cosmic rays alone give a
+module a few counts a second, so silence is a high-voltage or tube fault). Serial I/O runs on
+its own thread, never on the executor. A cable that is unplugged (port gone, read error) is
+reopened every `reconnect_period` seconds; corrupt lines (a bad neutron field too) are counted
+and dropped whole, good ones around them are kept. Neutron counts that the last status line
+does not name (no status yet, or another module count) are left out of the message and counted
+(`neutron_mismatches`), as energy windows are.
 
 Lifecycle: configure (parameters, publisher), activate (open the port, start reading),
 deactivate (stop reading, close the port), cleanup. With autostart (default) the node configures
@@ -80,6 +85,14 @@ class RpmDriver(LifecycleNode):
             minimum=0.1,
             maximum=60.0,
         )
+        declare(
+            self,
+            'neutron_fault_live_time',
+            60.0,
+            'Live s without a single count before a neutron module is reported faulty (WARN)',
+            minimum=1.0,
+            maximum=86400.0,
+        )
         declare(self, 'data_dir', '', 'Data directory for relative ports (empty: default)')
         declare(self, 'autostart', True, 'Configure and activate at start-up')
         self._thread = None
@@ -103,6 +116,7 @@ class RpmDriver(LifecycleNode):
         self.frame_id = get('frame_id').value
         self.reconnect_period = get('reconnect_period').value
         self.silence_timeout = get('silence_timeout').value
+        self.neutron_fault_live_time = get('neutron_fault_live_time').value
         self._publisher = self.create_lifecycle_publisher(
             RadiationCounts, 'counts', QoSProfile(depth=100)
         )
@@ -142,6 +156,11 @@ class RpmDriver(LifecycleNode):
         self._stop_thread()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self):
+        """Stop reading before the publishers go (the reader thread publishes)."""
+        self._stop_thread()
+        super().destroy_node()
+
     def _stop_thread(self):
         self._stop.set()
         if self._thread is not None:
@@ -157,10 +176,14 @@ class RpmDriver(LifecycleNode):
             'status_lines': 0,
             'spectra': 0,
             'window_mismatches': 0,
+            'neutron_mismatches': 0,
         }
         self.decoder = protocol.LineDecoder()
         self.panel_ids = ()
         self.window_edges = ()
+        self.neutron_ids = ()
+        # neutron module id -> [counts, live s, live s since its last count] since configured
+        self.neutron_modules = {}
         self.device_status = None
         self.detectors = {}  # detector id -> (last DetectorStatusFrame, spectra, last wall s)
         self._expected_seq = None
@@ -230,6 +253,7 @@ class RpmDriver(LifecycleNode):
             self.device_status = frame
             self.panel_ids = frame.panel_ids
             self.window_edges = frame.window_edges_kev
+            self.neutron_ids = frame.neutron_module_ids
         elif isinstance(frame, protocol.OccupancyFrame):
             self._subject_id = frame.subject_id if frame.occupied else ''
             self._speed = frame.speed if frame.occupied else math.nan
@@ -287,12 +311,26 @@ class RpmDriver(LifecycleNode):
                 msg.gamma_window_counts = [w for channel in frame.windows for w in channel]
             else:  # no status line yet, or one that disagrees: the windows cannot be named
                 self.stats['window_mismatches'] += 1
+        if frame.neutrons is not None:
+            if len(self.neutron_ids) == len(frame.neutrons):
+                msg.neutron_module_ids = list(self.neutron_ids)
+                msg.neutron_counts = list(frame.neutrons)
+                self._count_neutrons(frame)
+            else:  # the modules cannot be named
+                self.stats['neutron_mismatches'] += 1
         msg.subject_speed = math.nan
         if frame.occupied and self._subject_id:
             msg.subject = subject_to_msg(Subject(self.subject_kind, self._subject_id))
             msg.subject_speed = float(self._speed)
         if self._publisher is not None:
             self._publisher.publish(msg)
+
+    def _count_neutrons(self, frame: protocol.CountsFrame):
+        for module_id, count in zip(self.neutron_ids, frame.neutrons, strict=True):
+            module = self.neutron_modules.setdefault(module_id, [0, 0.0, 0.0])
+            module[0] += count
+            module[1] += frame.live_time
+            module[2] = 0.0 if count else module[2] + frame.live_time
 
     def _publish_spectrum(self, frame: protocol.SpectrumFrame, status):
         msg = GammaSpectrum(
@@ -335,6 +373,28 @@ class RpmDriver(LifecycleNode):
         self._report(message, level)
         for detector_id in list(self.detectors):
             self._report_detector(detector_id, now, silent)
+        for module_id in self.neutron_ids:
+            self._report_neutron_module(module_id, silent)
+
+    def _report_neutron_module(self, module_id: str, device_silent: bool):
+        counts, live, quiet = self.neutron_modules.get(module_id, (0, 0.0, 0.0))
+        values = {'counts': counts, 'live_time': round(live, 1),
+                  'rate_cps': round(counts / live, 3) if live > 0 else 'n/a',
+                  'live_time_since_last_count': round(quiet, 1)}
+        if device_silent:
+            level, message = Diagnostics.ERROR, 'device silent'
+        elif live <= 0:
+            level, message = Diagnostics.WARN, 'no counts received yet'
+        elif quiet >= self.neutron_fault_live_time:
+            level = Diagnostics.WARN
+            message = (f'no neutron counted for {quiet:.0f} s of live time (the cosmic-ray '
+                       'background keeps a working module counting): high voltage or tube fault?')
+        else:
+            level, message = Diagnostics.OK, 'counting'
+        sensor_id = self.get_parameter('sensor_id').value
+        with self._lock:
+            self.diagnostics.update(f'rpm_driver: {sensor_id}/{module_id}',
+                                    f'{sensor_id}/{module_id}', level, message, values)
 
     def _report_detector(self, detector_id: str, now: float, device_silent: bool):
         status, spectra, seen = self.detectors[detector_id]

@@ -14,7 +14,10 @@ Taken from the nodes, one by one:
 - rpm_alarm: the node's PortalAlarm (radiation/portal_alarm.py: background, passages, test); the
   subject of a passage's evidence is the last one an occupied frame named; kind
   radiation.gamma, correlation group = sensor id; stamp = the first empty-lane frame, which
-  completes the passage.
+  completes the passage. When the frames carry neutron counts ({module id: counts}, as the
+  driver names them from the status line), the passage's neutron test is a second item
+  (`PortalEvidence.neutron`): kind radiation.neutron, correlation group `<sensor id>/neutrons`
+  (other detectors, independent counts), published by the node just before the gamma item.
 Evidence ids are uuid5 of the sensor id and the passage's frame numbers, as the node's, so
 that a run replays exactly.
 
@@ -31,9 +34,15 @@ import yaml
 from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.fusion.logodds import EvidenceItem
 from customs_lab.radiation.alarm import AlarmResult
-from customs_lab.radiation.portal_alarm import PortalAlarm, PortalAlarmParameters
+from customs_lab.radiation.neutron import NeutronAlarmResult
+from customs_lab.radiation.portal_alarm import (
+    PortalAlarm,
+    PortalAlarmParameters,
+    neutron_correlation_group,
+)
 
 EVIDENCE_KIND = 'radiation.gamma'  # Evidence.KIND_RADIATION_GAMMA
+NEUTRON_EVIDENCE_KIND = 'radiation.neutron'  # Evidence.KIND_RADIATION_NEUTRON
 
 
 def alarm_parameters(path=None) -> PortalAlarmParameters:
@@ -63,11 +72,12 @@ class PortalEvidence:
     id_valid: bool
     item: EvidenceItem
     stamp: float  # s, stamp of the frame that completed the passage
-    alarm: bool  # the gross-count test alarmed with a learned background
+    alarm: bool  # the gross-count (or neutron) test alarmed with a learned background
     background_ready: bool
-    result: AlarmResult
+    result: AlarmResult | NeutronAlarmResult | None  # None: neutron background not learned
     first_frame: int
     last_frame: int
+    neutron: 'PortalEvidence | None' = None  # the passage's neutron evidence, if any
 
 
 class OfflinePortal:
@@ -99,12 +109,13 @@ class OfflinePortal:
         return dict(self.portal.stats)
 
     def feed(self, stamp: float, counts, live_time: float, occupied: bool,
-             events=(), windows=None) -> PortalEvidence | None:
+             events=(), windows=None, neutrons=None) -> PortalEvidence | None:
         """Take one frame and the occupancy edges before it; return a passage's evidence or None.
 
         events: the lane's occupancy edges reported before this frame's counts, in order, each
         with `occupied` and `subject_id` (the lane reader's read); windows: (channels, k) counts
-        in the energy windows, if the device reports them.
+        in the energy windows, if the device reports them; neutrons: {module id: counts} of its
+        neutron modules (a LaneFrame's neutron_counts), if it has any.
         """
         for event in events:  # the driver: an edge to occupied names the subject
             self._read_id = event.subject_id if event.occupied else ''
@@ -117,7 +128,8 @@ class OfflinePortal:
         try:
             verdict = self.portal.feed(stamp, seq, counts, live_time, occupied, subject_id,
                                        self._speed if occupied else math.nan, windows,
-                                       self.window_edges if windows is not None else ())
+                                       self.window_edges if windows is not None else (),
+                                       neutrons)
         except ValueError:
             return None  # the node logs it and publishes nothing
         if verdict is None:
@@ -137,6 +149,19 @@ class OfflinePortal:
             correlation_group=self.sensor_id,
             explanation=verdict.explanation,
         )
+        found = None
+        if verdict.neutron is not None:
+            test = verdict.neutron
+            found = PortalEvidence(
+                subject, id_valid,
+                EvidenceItem(evidence_id=str(test.evidence_id(self.sensor_id)),
+                             kind=NEUTRON_EVIDENCE_KIND, sensor_id=self.sensor_id,
+                             log_likelihood_ratio=test.log_likelihood_ratio,
+                             log_likelihood_ratio_std=test.log_likelihood_ratio_std,
+                             correlation_group=neutron_correlation_group(self.sensor_id),
+                             explanation=test.explanation),
+                float(stamp), test.alarm, test.background_ready, test.result,
+                passage.first_seq, passage.last_seq)
         return PortalEvidence(subject, id_valid, item, float(stamp), verdict.alarm,
                               verdict.background_ready, verdict.result, passage.first_seq,
-                              passage.last_seq)
+                              passage.last_seq, found)

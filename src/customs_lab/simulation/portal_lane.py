@@ -9,6 +9,18 @@ shielding, cargo and container wall), split into the portal's energy windows; ea
 spectrometer counts a Poisson spectrum, recorded at the gain its firmware reports
 (simulation/lane_spectra.py: spectra, windows and the subject's shadow on the background).
 
+Each He-3 neutron module (radiation/neutron.py) counts Poisson(live_time * measured rate): the
+true rate is the cosmic-ray background of its face (the site's `cosmic_neutron_flux`) times the
+subject's ship effect, plus neutron.count_rate of the subject's neutron emitters through their
+own shields and the cargo towards the module (hydrogen's removal only, count_transmission); the
+non-paralysable dead time reduces it. Ship effect: neutron.ship_effect_factor of the subject's
+areal mass (weighed gross mass plus a container's 2 mm steel walls, over its floor), with
+steel's enhancement for every load (the upper end: hydrogenous loads may even lower the
+background, not modelled); it acts in proportion to how much of the module's view the
+subject's side face covers (shadow.face_fractions), in full when the subject is centred on the
+module. Neutron counts come from their own random stream (spawned from the lane's), so they
+change none of the gamma counts.
+
 This is the firmware's world: it knows the truth. Only the simulator uses it.
 """
 
@@ -19,8 +31,9 @@ import math
 import numpy as np
 
 from customs_lab.common.subjects import SubjectKind
-from customs_lab.radiation import physics
+from customs_lab.radiation import neutron, physics
 from customs_lab.radiation.identification import apply_gain
+from customs_lab.radiation.shadow import SubjectBox, face_fractions
 from customs_lab.simulation import lane_spectra
 from customs_lab.simulation.scenario import CONTAINER_WALL_STEEL, SimSubject
 from customs_lab.site.layout import PortalSpec
@@ -48,6 +61,28 @@ class LaneFrame:
     events: tuple  # LaneEvent, in order, that happened during this frame
     windows: np.ndarray | None = None  # int (panels, windows): counts per energy window
     spectra: dict | None = None  # spectrometer id -> counts per channel in this frame
+    neutron_counts: dict | None = None  # neutron module id -> counts in this frame
+
+
+def neutron_modules(spec: PortalSpec) -> list[neutron.NeutronModule]:
+    """Return a portal's He-3 modules (site.layout.NeutronModuleSpec) as neutron.NeutronModule."""
+    return [
+        neutron.NeutronModule(m.id, m.center, m.normal, m.width, m.height, m.tubes,
+                              m.pressure_atm, m.tube_diameter, m.active_length, m.dead_time)
+        for m in spec.neutron_modules
+    ]
+
+
+def areal_mass(sim: SimSubject) -> float:
+    """Return the subject's mass over its floor, g/cm^2 (gross mass; a container's walls too)."""
+    length, width, height = sim.size
+    if length <= 0 or width <= 0:
+        return 0.0
+    mass = sim.gross_mass  # kg
+    if sim.subject.kind == SubjectKind.CONTAINER:  # its steel walls, roof and floor
+        surface = 2.0 * (length * width + length * height + width * height)  # m^2
+        mass += surface * CONTAINER_WALL_STEEL * 7874.0
+    return max(mass, 0.0) * 1000.0 / (length * width * 1e4)
 
 
 def _source_points(sim: SimSubject):
@@ -128,6 +163,11 @@ class PortalLane:
             if self._window_maps
             else np.zeros((len(self._panels), 0))
         )
+        self.neutron_modules = neutron_modules(spec)
+        self._neutron_background = np.array([
+            neutron.cosmic_background_rate(m, spec.cosmic_neutron_flux)
+            for m in self.neutron_modules])
+        self._neutron_rng = rng.spawn(1)[0] if self.neutron_modules else None
         self._free_at = 0.0
         self.passed = []  # subjects that left the lane: (key, entry time, exit time)
 
@@ -211,7 +251,35 @@ class PortalLane:
             model['spectra'].append(
                 detector.source_spectra(points, offsets, shields) if points else None
             )
+        model['neutron_rates'] = self._neutron_rates(sim, offsets, length)
         return model
+
+    def _neutron_rates(self, sim: SimSubject, offsets, length: float) -> np.ndarray:
+        """Return (frames, modules): each module's true count rate (cps) during a passage."""
+        rates = np.tile(self._neutron_background, (len(offsets), 1))
+        if not self.neutron_modules:
+            return rates
+        emitters = [item for item in sim.truth if item.neutron_rate > 0]
+        _, width, height = sim.size
+        box = (SubjectBox(length, width, height, floor=float(offsets[0, 2]))
+               if width > 0 and height > 0 else None)
+        excess = neutron.ship_effect_factor(areal_mass(sim)) - 1.0
+        for m, module in enumerate(self.neutron_modules):
+            if box is not None and excess:
+                where = ([module.center], [module.normal[1]])
+                covered = face_fractions(*where, offsets[:, 0], box)[:, 0]
+                full = face_fractions(*where, [module.center[0] - length / 2.0], box)[0, 0]
+                if full > 0:
+                    rates[:, m] *= 1.0 + excess * np.minimum(covered / full, 1.0)
+            for item in emitters:
+                position = np.array(item.position, dtype=float)
+                shields = _shields_towards(sim, position, item.shields, float(module.normal[1]))
+                rates[:, m] += [
+                    neutron.count_rate(module, [neutron.NeutronSource(
+                        item.neutron_rate, position + offset, shields)])
+                    for offset in offsets
+                ]
+        return rates
 
     def step(self, t: float, gains=None) -> LaneFrame:
         """Advance to the frame that ends at sim time t; return its counts and occupancy events.
@@ -226,6 +294,7 @@ class PortalLane:
         panel_shadow = np.ones(len(self._panels))
         spectra = [d.background.copy() for d in self.spectrometers]
         window_fractions = None
+        neutron_rates = self._neutron_background
         occupied = False
         if self._active is not None:
             sim, t0, expected, length, model = self._active
@@ -236,6 +305,7 @@ class PortalLane:
                 source = expected[index]
                 panel_shadow = model['panel_shadow'][index]
                 window_fractions = [f[index] for f in model['window_fractions']]
+                neutron_rates = model['neutron_rates'][index]
                 for j, own in enumerate(model['spectra']):
                     spectra[j] *= model['spectrometer_shadow'][j][index]
                     if own is not None:
@@ -270,6 +340,13 @@ class PortalLane:
             if gain != 1.0:
                 expected_rate = apply_gain(expected_rate, detector.spectrometer, gain)
             recorded[detector.id] = self._rng.poisson(np.maximum(expected_rate, 0.0) * period)
+        neutron_counts = None
+        if self.neutron_modules:
+            neutron_counts = {
+                module.module_id: neutron.simulate_counts(self._neutron_rng, rate, period,
+                                                          module.dead_time)
+                for module, rate in zip(self.neutron_modules, neutron_rates, strict=True)
+            }
         return LaneFrame(
             counts=counts,
             live_time=period,
@@ -277,6 +354,7 @@ class PortalLane:
             events=tuple(events),
             windows=windows,
             spectra=recorded,
+            neutron_counts=neutron_counts,
         )
 
     def _read(self, subject_id: str) -> str:

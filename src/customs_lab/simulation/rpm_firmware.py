@@ -9,6 +9,11 @@ gain follow the temperature (each SpectrometerSpec's gain_temperature_coefficien
 -0.3 %/degree C for NaI(Tl) + PMT, from a calibration at CALIBRATION_C), the enclosure follows
 a daily cycle of the outside air (DAILY_MEAN_C +- DAILY_SWING_C), and the host can set each
 spectrometer's gain ($RPMX,GAIN: its high voltage, with a PMT's gain ~ V^7 for 10 dynodes).
+
+Its He-3 neutron modules (protocol v3) are `neutron_module_ids`, or else those the lane's frames
+carry (the simulated hardware is the lane: a frame's module set that differs from the device's
+becomes the device's, announced at once by a status line). Their counts go in each counts line;
+a device without modules speaks protocol v2.
 """
 
 import errno
@@ -37,12 +42,14 @@ class RpmFirmware:
         window_edges_kev=(),
         spectrometers=(),
         spectrum_period: float = 1.0,
+        neutron_module_ids=(),
     ):
         self.link_path = pathlib.Path(link_path)
         self.model = model
         self.serial = serial
         self.panel_ids = tuple(panel_ids)
         self.window_edges_kev = tuple(window_edges_kev)
+        self.neutron_module_ids = tuple(neutron_module_ids)
         self.spectrometers = {s.id: s for s in spectrometers}
         self.spectrum_period = float(spectrum_period)
         self.gain_settings = {s.id: 1.0 for s in spectrometers}
@@ -96,10 +103,17 @@ class RpmFirmware:
 
     def send_frame(self, ticks_ms: int, frame):
         """Send a lane frame: its occupancy edges, counts, and spectra once a period is full."""
+        neutrons = None
+        if frame.neutron_counts:
+            if tuple(frame.neutron_counts) != self.neutron_module_ids:
+                self.neutron_module_ids = tuple(frame.neutron_counts)
+                self.send_status(ticks_ms)
+            neutrons = [frame.neutron_counts[m] for m in self.neutron_module_ids]
         for event in frame.events:
             self.send_occupancy(ticks_ms, event.occupied, event.subject_id, event.speed)
         windows = () if frame.windows is None else tuple(tuple(w) for w in frame.windows)
-        self.send_counts(ticks_ms, frame.live_time, frame.occupied, frame.counts, windows)
+        self.send_counts(ticks_ms, frame.live_time, frame.occupied, frame.counts, windows,
+                         neutrons)
         if not self.spectrometers or not frame.spectra:
             return
         for name, counts in frame.spectra.items():
@@ -123,8 +137,12 @@ class RpmFirmware:
                 self._spectra[name] = None
             self._spectrum_live, self._spectrum_occupied = 0.0, False
 
-    def send_counts(self, ticks_ms: int, live_time: float, occupied: bool, counts, windows=()):
-        """Send one counts line (with each channel's energy-window counts if given)."""
+    def send_counts(self, ticks_ms: int, live_time: float, occupied: bool, counts, windows=(),
+                    neutrons=None):
+        """Send one counts line (with each channel's energy-window counts if given).
+
+        neutrons: counts per neutron module, in the order of `neutron_module_ids` (None: none).
+        """
         self._send(
             protocol.CountsFrame(
                 self._next_seq(),
@@ -133,6 +151,7 @@ class RpmFirmware:
                 occupied,
                 tuple(int(c) for c in counts),
                 windows,
+                None if neutrons is None else tuple(int(n) for n in neutrons),
             )
         )
 
@@ -158,6 +177,7 @@ class RpmFirmware:
                 self.temperature,
                 self.panel_ids,
                 self.window_edges_kev,
+                self.neutron_module_ids,
             )
         )
         for name in self.spectrometers:

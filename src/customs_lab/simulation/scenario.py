@@ -16,6 +16,19 @@ where b_e is calibrated so that the mean of p_e over the traffic equals the YAML
 Contraband declarations tend to be misdeclared (`misdeclaration:`: value and/or net mass
 understated), and hidden contraband adds its mass to the weighed gross mass. history.py draws
 past days from the same model (same population, another random stream).
+
+Neutron emitters (radiation/neutron.py): a `radioactive_source` whose nuclide has spontaneous
+fission data (Cf-252, Cm-244, ...) emits neutrons by its activity, and one with
+`neutron_source: Am-Be` is an (alpha,n) source of its Am-241 activity (2.2e6 n/s per Ci); a
+`special_nuclear_material` entry hides plutonium (a neutron.MIXTURES grade) of `mass` kg as
+metal or oxide: its neutrons by neutron_emission_rate (spontaneous fission of the even isotopes,
+(alpha,n) on oxygen for oxide), its gamma rays as the activity of its main isotope (Pu-239,
+ICRP-107 lines) seen through the material itself: a self-absorption layer of 2/3 of the radius
+of a sphere of the metal (19.84 g/cm^3, alpha-phase Pu) or oxide (11.46 g/cm^3, PuO2
+theoretical density), the mean distance from a point of a sphere to its surface along a fixed
+direction (exp of the mean path: it overstates the absorption of a thick source), before any
+shield. Other isotopes' gamma lines (Pu-240, Pu-241's Am-241 in-growth) are left out: fresh
+metal, as neutron.MIXTURES assumes.
 """
 
 from dataclasses import dataclass, field
@@ -27,11 +40,15 @@ import yaml
 
 from customs_lab.common import iso6346, upu_s10
 from customs_lab.common.subjects import Subject, SubjectKind
+from customs_lab.radiation import neutron, physics
 
 # ISO 1496-1 internal dimensions (m): length, width, height
 CONTAINER_INTERIOR = {'20ft': (5.898, 2.352, 2.393), '40ft': (12.032, 2.352, 2.393)}
 CONTAINER_WALL_STEEL = 0.002  # m, corrugated steel side wall (Corten), as a steel shield
 PARCEL_SIZE = (0.4, 0.3, 0.3)  # m, a typical express box
+# Special nuclear material: element -> (metal density, oxide formula, oxide density), g/cm^3
+# (alpha-phase plutonium metal 19.84; PuO2 11.46 theoretical)
+SNM_MATERIAL = {'Pu': (19.84, 'PuO2', 11.46)}
 
 # Random streams derived from the seed (numpy SeedSequence entropy [seed, stream]): the day's
 # traffic keeps default_rng(seed); the population, its calibration and history have their own.
@@ -82,6 +99,7 @@ class TrueItem:
     # Distributed radioactivity (NORM in bulk cargo): nuclide -> Bq per gram of cargo
     specific_activity: dict = field(default_factory=dict)
     mass: float = 0.0  # kg
+    neutron_rate: float = 0.0  # n/s emitted (fission, (alpha,n)), through the same shields
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,7 @@ class Scenario:
                 spec=spec,
             )
             make_population(scenario)  # checks `parties`, `propensity`, `risk`, `contraband`
+            check_neutron_entries(spec)
         except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f'{path}: not a valid scenario: {error!r}') from None
         if scenario.duration <= 0:
@@ -306,6 +325,72 @@ def make_population(scenario: Scenario) -> TraderPopulation:
     return TraderPopulation(declarants, consignees, intercepts)
 
 
+def _shield(rng, entry) -> tuple[Shield, ...]:
+    """Draw an entry's optional shield (material, density g/cm^3, thickness range m)."""
+    spec = entry.get('shield')
+    if not spec:
+        return ()
+    thickness = _uniform(rng, spec['thickness'])
+    return (Shield(spec['material'], float(spec['density']), thickness),) if thickness > 0 else ()
+
+
+def _shield_text(shields) -> str:
+    return f', {shields[-1].thickness * 100:.1f} cm {shields[-1].material} shielding' if (
+        shields) else ''
+
+
+def source_neutron_rate(entry: dict, activity: float) -> float:
+    """Return n/s of a radioactive_source entry's source of `activity` Bq (0 if none).
+
+    An explicit `neutron_source` (e.g. Am-Be) is used as given (unknown: ValueError); else the
+    nuclide's own spontaneous fission, if neutron.py has its yield.
+    """
+    given = entry.get('neutron_source')
+    if given:
+        return float(neutron.neutron_emission_rate(str(given), activity_bq=activity))
+    nuclide = physics.canonical_nuclide(entry['nuclide'])
+    if nuclide not in neutron.SF_YIELD_PER_GRAM:
+        return 0.0
+    return float(neutron.neutron_emission_rate(nuclide, activity_bq=activity))
+
+
+def special_nuclear_material(entry: dict, mass_g: float) -> dict:
+    """Return the TrueItem fields of an SNM entry's `mass_g` g (see the module docstring)."""
+    material, form = str(entry['material']), str(entry.get('form', 'metal'))
+    rate = neutron.neutron_emission_rate(material, mass_g=mass_g, form=form)
+    name = neutron.canonical_source(material)
+    fractions = neutron.MIXTURES.get(name, {name: 1.0})
+    main = max(fractions, key=fractions.get)
+    element = main.split('-')[0]
+    if element not in SNM_MATERIAL:
+        raise ValueError(f'special nuclear material {material!r}: known elements are '
+                         f'{sorted(SNM_MATERIAL)}')
+    metal_density, oxide, oxide_density = SNM_MATERIAL[element]
+    formula, density = (element, metal_density) if form == 'metal' else (oxide, oxide_density)
+    radius_cm = (3.0 * mass_g / density / (4.0 * math.pi)) ** (1.0 / 3.0)
+    share = fractions[main] / sum(fractions.values())
+    return dict(nuclide=main, activity=float(mass_g * share * neutron.specific_activity(main)),
+                neutron_rate=float(rate), shields=(Shield(formula, density, radius_cm / 150.0),))
+
+
+def check_neutron_entries(spec: dict):
+    """Raise ValueError on a contraband entry whose neutron source cannot be modelled."""
+    for kind, entries in (spec.get('contraband') or {}).items():
+        for entry in entries or ():
+            where = f'contraband.{kind} {entry.get("category")!r}'
+            try:
+                if entry.get('category') == 'special_nuclear_material':
+                    low, high = (float(m) for m in entry['mass'])
+                    if not 0 < low <= high:
+                        raise ValueError(f'mass must be a range 0 < low <= high kg, got '
+                                         f'{entry["mass"]}')
+                    special_nuclear_material(entry, 1000.0 * low)
+                elif entry.get('category') == 'radioactive_source':
+                    source_neutron_rate(entry, 1.0)
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f'{where}: {error}') from None
+
+
 def _contraband(rng, entries, probabilities, size) -> list[TrueItem]:
     items = []
     for entry, probability in zip(entries, probabilities, strict=True):
@@ -319,19 +404,26 @@ def _contraband(rng, entries, probabilities, size) -> list[TrueItem]:
         )
         if category == 'radioactive_source':
             activity = _log_uniform(rng, entry['activity'])
-            shields = ()
-            shield_spec = entry.get('shield')
-            if shield_spec:
-                thickness = _uniform(rng, shield_spec['thickness'])
-                if thickness > 0:
-                    shields = (
-                        Shield(shield_spec['material'], float(shield_spec['density']), thickness),
-                    )
-            text = f'{entry["nuclide"]} source, {activity:.3g} Bq'
-            if shields:
-                text += f', {shields[0].thickness * 100:.1f} cm {shields[0].material} shielding'
-            items.append(TrueItem(category, text, True, nuclide=entry['nuclide'],
-                                  activity=activity, position=position, shields=shields))
+            shields = _shield(rng, entry)
+            rate = source_neutron_rate(entry, activity)
+            text = f'{entry["nuclide"]} source'
+            if entry.get('neutron_source'):
+                text += f' ({entry["neutron_source"]})'
+            text += f', {activity:.3g} Bq'
+            if entry.get('neutron_source') or rate >= 1.0:
+                text += f', {rate:.3g} n/s'
+            items.append(TrueItem(category, text + _shield_text(shields), True,
+                                  nuclide=entry['nuclide'], activity=activity,
+                                  position=position, shields=shields, neutron_rate=rate))
+        elif category == 'special_nuclear_material':
+            mass = _uniform(rng, entry['mass'])  # kg
+            fields = special_nuclear_material(entry, 1000.0 * mass)
+            shields = _shield(rng, entry)
+            text = (f'{entry.get("description", entry["material"])}, {1000.0 * mass:.3g} g '
+                    f'{entry.get("form", "metal")}, {fields["neutron_rate"]:.3g} n/s')
+            fields['shields'] += shields
+            items.append(TrueItem(category, text + _shield_text(shields), True,
+                                  position=position, mass=mass, **fields))
         else:
             mass = _uniform(rng, entry.get('mass', [0.0, 0.0]))
             items.append(TrueItem(category, f'{entry.get("description", category)}, {mass:.3g} kg',

@@ -171,6 +171,7 @@ class SiteSimulator(Node):
                 spec.window_edges_kev,
                 spec.spectrometers,
                 spec.spectrum_period,
+                [m.id for m in spec.neutron_modules],
             )
             self.get_logger().info(f'{name}: firmware on {self.firmware[name].link_path}')
         unknown = {s.device for s in self.traffic if s.device and s.device not in self.lanes}

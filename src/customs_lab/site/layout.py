@@ -55,6 +55,27 @@ class SpectrometerSpec:
 
 
 @dataclass(frozen=True)
+class NeutronModuleSpec:
+    """One He-3 neutron module of a portal, in the device frame (radiation/neutron.py's model).
+
+    Polyethylene-moderated He-3 proportional counters behind a moderator face of width (along x)
+    by height (along z) m facing the lane along `normal`; `tubes` tubes of tube_diameter (m),
+    filled to pressure_atm, active over active_length (m) along z; non-paralysable dead time, s.
+    """
+
+    id: str
+    center: tuple[float, float, float]  # m
+    normal: tuple[float, float, float]  # unit vector into the lane
+    width: float = 0.30  # m
+    height: float = 1.80  # m
+    tubes: int = 4
+    pressure_atm: float = 3.0
+    tube_diameter: float = 0.0508  # m
+    active_length: float = 1.80  # m
+    dead_time: float = 4e-6  # s
+
+
+@dataclass(frozen=True)
 class PortalSpec:
     """A radiation portal monitor with its lane (see config/site.yaml for each field's meaning)."""
 
@@ -77,6 +98,8 @@ class PortalSpec:
     spectrum_period: float = 1.0  # s between two spectra of a spectrometer
     window_edges_kev: tuple[float, ...] = ()  # the PVT panels' energy windows (edges, keV)
     background_front_fraction: float = 0.5  # share of the background a subject can shadow
+    neutron_modules: tuple[NeutronModuleSpec, ...] = ()  # He-3 modules (none: gamma only)
+    cosmic_neutron_flux: float = 0.012  # n/cm^2/s at the site (the simulator's background)
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,44 @@ def _spectrometer(entry, where) -> SpectrometerSpec:
         _positive('resolution_662', entry.get('resolution_662', 0.07), where),
         float(entry.get('gain_temperature_coefficient', 0.0)),
     )
+
+
+_ID_RESERVED = ',;:$*\r\n '  # the serial protocol's separators and framing
+
+
+def _neutron_module(entry) -> NeutronModuleSpec:
+    module_id = str(entry['id'])
+    if not module_id or any(c in module_id for c in _ID_RESERVED):
+        raise ValueError(f'neutron module id {module_id!r} must be non-empty, without spaces '
+                         'or any of , ; : $ *')
+    what = f'neutron module {module_id}'
+    center = tuple(float(v) for v in entry['center'])
+    if len(center) != 3 or not all(math.isfinite(v) for v in center):
+        raise ValueError(f'{what}: center must be 3 finite numbers (m), got {entry["center"]}')
+    tubes = entry.get('tubes', 4)
+    if isinstance(tubes, bool) or not isinstance(tubes, int) or tubes < 1:
+        raise ValueError(f'{what}: tubes must be a positive integer, got {tubes!r}')
+    dead_time = float(entry.get('dead_time', 4e-6))
+    if not (math.isfinite(dead_time) and 0.0 <= dead_time < 1e-3):
+        raise ValueError(f'{what}: dead_time must be in [0, 1e-3) s, got {dead_time}')
+    return NeutronModuleSpec(
+        module_id, center, _unit(entry['normal'], what),
+        _positive('width', entry.get('width', 0.30), what),
+        _positive('height', entry.get('height', 1.80), what),
+        tubes,
+        _positive('pressure_atm', entry.get('pressure_atm', 3.0), what),
+        _positive('tube_diameter', entry.get('tube_diameter', 0.0508), what),
+        _positive('active_length', entry.get('active_length', 1.80), what),
+        dead_time,
+    )
+
+
+def _neutron_modules(device) -> tuple[NeutronModuleSpec, ...]:
+    modules = tuple(_neutron_module(entry) for entry in device.get('neutron_modules') or ())
+    ids = [m.id for m in modules]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f'neutron module ids must be unique, got {ids}')
+    return modules
 
 
 def load_site(path) -> Site:
@@ -193,6 +254,10 @@ def load_site(path) -> Site:
                 ),
                 window_edges_kev=edges,
                 background_front_fraction=front,
+                neutron_modules=_neutron_modules(device),
+                cosmic_neutron_flux=_positive(
+                    'cosmic_neutron_flux', device.get('cosmic_neutron_flux', 0.012), where
+                ),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f'{where}: {error!r}') from None
