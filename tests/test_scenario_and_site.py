@@ -103,6 +103,9 @@ def test_rviz_view_matches_what_the_site_map_publishes():
     frames = static_transforms(load_site(ROOT / 'config' / 'site.yaml'))
     children = {child for _, child, _, _ in frames}
     assert all(parent == 'map' or parent in children for parent, _, _, _ in frames)
+    # every detector of the container portal has its frame: panels, NaI logs, He-3 modules
+    assert {'portal_lane_1/left_upper', 'portal_lane_1/nai_right',
+            'portal_lane_1/he3_left'} <= children
 
 
 # -- who hides contraband: the declaration-risk model ---------------------------------------

@@ -3,7 +3,8 @@
 Does what nav2's map_server and tf2_ros' static_transform_publisher would (neither exists as a
 wheel): reads the site file (config/site.yaml) and its map (maps/site.yaml + PGM), publishes
 nav_msgs/OccupancyGrid on `map` (reliable, transient local) and, on /tf_static, map -> each
-device frame and device -> each detector panel frame, so that RViz shows the site.
+device frame and device -> each detector frame (panels, spectrometers, neutron modules), so
+that RViz shows the site.
 """
 
 import pathlib
@@ -19,7 +20,11 @@ from customs_lab.site.layout import load_map, load_site
 
 
 def static_transforms(site, map_frame: str = 'map'):
-    """Return (parent, child, (x, y, z), (qx, qy, qz, qw)) for every device and panel frame."""
+    """Return (parent, child, (x, y, z), (qx, qy, qz, qw)) for every device and detector frame.
+
+    A device's detectors (gamma panels, spectrometers, neutron modules) hang off its frame as
+    `<device frame>/<detector id>`, at their centres (orientation: the device's).
+    """
     frames = []
     for portal in site.portals.values():
         frames.append(
@@ -30,12 +35,12 @@ def static_transforms(site, map_frame: str = 'map'):
                 portal.pose.quaternion(),
             )
         )
-        for panel in portal.panels:
+        for detector in (*portal.panels, *portal.spectrometers, *portal.neutron_modules):
             frames.append(
                 (
                     portal.frame_id,
-                    f'{portal.frame_id}/{panel.id}',
-                    panel.center,
+                    f'{portal.frame_id}/{detector.id}',
+                    tuple(detector.center),
                     (0.0, 0.0, 0.0, 1.0),
                 )
             )
