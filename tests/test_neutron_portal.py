@@ -310,3 +310,22 @@ def test_a_device_without_neutron_modules_gives_no_neutron_evidence():
 def test_bad_neutron_parameters_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         PortalAlarmParameters(**change)
+
+
+def test_a_neutron_alarm_stops_the_energy_windows_from_clearing_a_fission_source():
+    from customs_lab.radiation.portal_alarm import (
+        combined_log_likelihood_ratio,
+        neutron_aware_log_likelihood_ratio,
+    )
+
+    # Cf-252's gamma rays read NORM-like in the windows (w hugely negative): alone they would
+    # clear it; with its neutrons the NORM branch is gone, the fission branch explains both
+    gross, windows, neutrons = 3e4, -2.6e4, 40.0
+    assert combined_log_likelihood_ratio(gross, windows, 0.1) < -1e4
+    gamma = neutron_aware_log_likelihood_ratio(gross, windows, 0.1, neutrons)
+    assert gamma == pytest.approx(math.log(0.5 / 0.1), abs=1e-6)  # ln(f / pi)
+    # a gamma threat with neutrons: the sum of both items is the joint, no more than the
+    # gamma evidence alone would have said (the neutrons add nothing to a certain threat)
+    joint = neutron_aware_log_likelihood_ratio(7000.0, 500.0, 0.1, 30.0) + 30.0
+    assert joint == pytest.approx(combined_log_likelihood_ratio(7000.0, 500.0, 0.1)
+                                  + math.log(0.5), abs=1e-6)

@@ -162,6 +162,35 @@ def combined_log_likelihood_ratio(gross: float, windows: float, norm_prior: floa
     return -float(np.logaddexp(math.log1p(-norm_prior) - gross, math.log(norm_prior) - windows))
 
 
+NEUTRON_THREAT_SHARE = 0.5  # of threats, once neutrons are seen: fission sources (Cf-252, Pu)
+
+
+def neutron_aware_log_likelihood_ratio(gross: float, windows: float, norm_prior: float,
+                                       neutron_llr: float,
+                                       fission_share: float = NEUTRON_THREAT_SHARE) -> float:
+    """Return the gamma evidence of a passage whose neutron test alarmed.
+
+    The energy windows' threat templates are gamma sources; a fission source (Cf-252,
+    plutonium) has a hard gamma spectrum the windows read as NORM (its fission gamma rays), and
+    the neutrons it emits. Once the neutron test has alarmed (the neutrons are not NORM's: NORM
+    emits none) the threat is a mixture: a gamma source (1 - f, whose neutrons are background:
+    ln P(n | gamma source) / P(n | background) = 0) or a fission source (f, neutrons as the
+    neutron test's H1: its LLR L_n, gamma NORM-like), against background or NORM:
+
+        joint = ln[(1 - f) e^w' + f e^L_n] - ln[(1 - pi) e^-gross + pi]   (w' = w, relative to
+        the NORM template, both terms over P(g | NORM))
+
+    The neutron item (L_n) reaches fusion on its own; this returns joint - L_n, so that their
+    sum is the joint. Without a neutron alarm the fission branch is taken as excluded (weak
+    emitters below the neutron test's reach are not weighed) and the evidence is
+    `combined_log_likelihood_ratio`'s.
+    """
+    numerator = np.logaddexp(math.log1p(-fission_share) + windows,
+                             math.log(fission_share) + neutron_llr)
+    denominator = np.logaddexp(math.log1p(-norm_prior) + windows - gross, math.log(norm_prior))
+    return float(numerator - denominator - neutron_llr)
+
+
 @dataclass(frozen=True)
 class PassageVerdict:
     """A passage and its test, as the evidence reports them."""
@@ -183,15 +212,20 @@ class PassageVerdict:
         """Return the evidence's LLR, nats (0 while the background is not learned).
 
         The gross-count Bayes factor, combined with the energy windows' threat-versus-NORM
-        ratio when the device reports windows (`combined_log_likelihood_ratio`).
+        ratio when the device reports windows (`combined_log_likelihood_ratio`), and with the
+        neutron test when it alarmed (`neutron_aware_log_likelihood_ratio`: NORM emits no
+        neutrons, a fission source's gamma rays read NORM-like).
         """
         if not self.background_ready:
             return 0.0
         gross = float(self.result.log_likelihood_ratio)
         if self.discrimination is None:
             return gross
-        return combined_log_likelihood_ratio(gross, self.discrimination.log_likelihood_ratio,
-                                             self.norm_prior)
+        windows = self.discrimination.log_likelihood_ratio
+        if self.neutron is not None and self.neutron.alarm:
+            return neutron_aware_log_likelihood_ratio(gross, windows, self.norm_prior,
+                                                      self.neutron.log_likelihood_ratio)
+        return combined_log_likelihood_ratio(gross, windows, self.norm_prior)
 
     @property
     def log_likelihood_ratio_std(self) -> float:
@@ -210,6 +244,8 @@ class PassageVerdict:
         text = alarm.explain(self.result, self.background_ready)
         if self.discrimination is not None and self.background_ready:
             text += '; ' + self.discrimination.explanation()
+            if self.neutron is not None and self.neutron.alarm:
+                text += '; with the neutron alarm NORM cannot explain it (a fission source?)'
         return text
 
 
