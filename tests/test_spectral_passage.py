@@ -127,3 +127,27 @@ def test_bad_spectra_are_refused_and_counted():
     assert portal.feed(2.0, 2, 'nai_left', good, 1.0, False) is None
     with pytest.raises(ValueError):
         SpectralParameters(threat_rate_min=10.0, threat_rate_max=1.0)
+
+
+def test_a_young_background_does_not_make_a_clean_passage_look_like_a_threat():
+    """30 s of background leaves ~200 of 1,024 channels empty; the model's shape fills them."""
+    from customs_lab.radiation.identification import identify, threat_log_bayes_factor
+    from customs_lab.radiation.spectral_passage import DetectorBackground
+    from customs_lab.radiation.spectrometer import Spectrometer
+
+    model = Spectrometer(width=0.40, height=0.10, depth=0.10)
+    truth = model.natural_background()
+    rng = np.random.default_rng(1)
+    for prior_time, bound in ((0.0, None), (20.0, 3.0)):
+        background = DetectorBackground(model, SpectralParameters(prior_time=prior_time))
+        for _ in range(30):
+            background.learn(rng.poisson(truth), 1.0)
+        evidence = []
+        for _ in range(5):
+            passage = rng.poisson(truth * 3.0)
+            found = identify(passage, 3.0, background.rate(), model)
+            evidence.append(threat_log_bayes_factor(passage, 3.0, background.rate(), model, found))
+        if bound is None:
+            assert np.median(evidence) > 10.0  # the flaw this prior fixes: e^6 to e^44
+        else:
+            assert max(evidence) < bound and np.all(background.rate()[truth > 0] > 0)

@@ -70,6 +70,8 @@ class IsotopeId(Node):
              1000.0),
             ('threat_rate_min', 'Weakest threat H1 considers, cps', 1e-3, 1e6),
             ('threat_rate_max', 'Strongest threat H1 considers, cps', 1.0, 1e9),
+            ('prior_time', "Weight of the detector model's background shape in each "
+             'background, s', 0.0, 3600.0),
         ):
             declare(self, f'spectral.{name}', float(getattr(defaults, name)), description,
                     minimum=low, maximum=high, read_only=True)
