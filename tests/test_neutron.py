@@ -99,7 +99,10 @@ def test_lead_barely_stops_what_a_he3_module_counts_polyethylene_does():
     lead = [physics.Shield('Pb', 11.35, 0.05)]
     poly = [physics.Shield('CH2', 0.94, 0.05)]
     assert neutron.count_transmission(lead) == pytest.approx(1.0)
-    assert neutron.count_transmission(poly) < 0.75
+    assert neutron.count_transmission(poly) < 0.9
+    # the measurement count_transmission is fitted to: 25 % -> 10 % behind 25.4 cm of HDPE
+    thick = [physics.Shield('CH2', 0.95, 0.254)]
+    assert neutron.count_transmission(thick) == pytest.approx(0.10 / 0.25, rel=0.01)
     # The same lead stops gamma rays: Cs-137's 662 keV line is cut ~500-fold.
     assert float(physics.transmission(lead, [661.657])[0]) < 0.01
     # Removal (fast, dose-relevant flux) is similar per cm for both: energy loss, not absorption.

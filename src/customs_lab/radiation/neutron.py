@@ -20,12 +20,14 @@ of Schaeffer, "Reactor Shielding for Nuclear Engineers" (TID-25951, 1973); by ma
 water 0.103 /cm, polyethylene 0.121, iron 0.156, lead 0.118 (commonly tabulated: 0.103, 0.123,
 0.1576, 0.1175). `removal_transmission`, exp(-sum Sigma_R x), is the fast (dose) flux. Lead, iron
 remove fast neutrons by inelastic scattering only, slowing them without absorbing them, and a
-moderated He-3 counter counts slowed neutrons as well: `count_transmission` keeps hydrogen's part
-of Sigma_R only (hydrogen slows them to thermal energies, where they are captured or scattered
-away). So 5 cm of lead passes all that counts (and ~0.2 % of Cs-137's gamma rays), 5 cm of
-polyethylene ~67 %. Conservative for hydrogenous layers (a He-3 system's efficiency fell from
-~25 % to ~10 % behind 25 cm of polyethylene, Pozzi et al., NIM A 929 (2019)); optimistic for tens
-of cm of iron (keV neutrons partly captured); no scatter into the face; air ignored (~1 %).
+moderated He-3 counter counts slowed neutrons as well: `count_transmission` counts hydrogen
+only, with an attenuation of 0.264 cm^2/g of hydrogen fitted to a measurement (a He-3 system's
+efficiency for Cf-252 fell exponentially from ~25 % to ~10 % behind 25.4 cm of polyethylene,
+Pozzi et al., NIM A 929 (2019)), not hydrogen's fast removal (0.598, which gave 2.5 % there:
+part of what hydrogen slows down is still counted). So 5 cm of lead passes all that counts (and
+~0.2 % of Cs-137's gamma rays), 5 cm of polyethylene ~84 %, 1 m of cotton at 0.3 g/cm^3 ~61 %,
+1 m of water ~7 %. One measured point, one spectrum (Cf-252): optimistic for tens of cm of iron
+(keV neutrons partly captured); no scatter into the face; air ignored (~1 %).
 
 He-3 module: count rate = neutrons reaching the face x intrinsic efficiency, scaled from a
 reference module (4 tubes, 5.08 cm, 3 atm, 1.8 m active, face 0.30 x 1.80 m) calibrated to the
@@ -89,6 +91,8 @@ MIXTURES = {  # mass fractions of the element, Mark (1993) table 1
 _AMBE_NAMES = {'am-be', 'ambe', 'am-241/be', 'am241be'}
 
 HYDROGEN_REMOVAL = 0.598  # cm^2/g
+# counting attenuation per g/cm^2 of hydrogen, fitted to Pozzi et al. 2019 (count_transmission)
+HYDROGEN_COUNT_ATTENUATION = math.log(0.25 / 0.10) / (25.4 * 0.95 * 2 * 1.008 / 14.027)
 HE3_THERMAL_CROSS_SECTION = 5333e-24  # cm^2 at 0.0253 eV
 HE3_PER_CM3_ATM = 101325.0 / (1.380649e-23 * 293.15) * 1e-6  # atoms / cm^3 / atm at 20 degC
 TUBE_STRIP_WIDTH = 0.075  # m of moderator face one tube collects from
@@ -212,8 +216,17 @@ def removal_transmission(shields) -> float:
 
 
 def count_transmission(shields) -> float:
-    """Return the fraction a moderated He-3 module still counts: hydrogen's removal only."""
-    return math.exp(-_depth(shields, True))
+    """Return the fraction a moderated He-3 module still counts behind shields.
+
+    Hydrogen only (lead and iron slow neutrons without absorbing them), with hydrogen's
+    counting attenuation fitted to a measurement rather than its fast removal cross section:
+    a He-3 system's efficiency for Cf-252 fell exponentially from ~25 % bare to ~10 % behind
+    25.4 cm of polyethylene (Pozzi, Clarke, Paff, Di Fulvio, Kouzes, NIM A 929 (2019), PNNL's
+    abstract): ln(2.5) over 25.4 cm x 0.95 g/cm^3 x 14.4 % hydrogen = 0.264 cm^2/g of hydrogen,
+    where fast removal (0.598) would give 2.5 % instead of 10 %: the neutrons hydrogen slows
+    down are still counted by a moderated detector, in part.
+    """
+    return math.exp(-_depth(shields, True) * HYDROGEN_COUNT_ATTENUATION / HYDROGEN_REMOVAL)
 
 
 @dataclass(frozen=True, eq=False)
