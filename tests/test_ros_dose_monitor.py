@@ -95,3 +95,25 @@ def test_source_markers_put_the_sphere_at_the_source_and_the_label_above():
     assert (sphere.pose.position.x, sphere.pose.position.y, sphere.pose.position.z) == (
         1.0, 2.0, 3.0)
     assert label.pose.position.z == 4.0 and label.pose.position.x == 1.0
+
+
+def test_a_new_shift_starts_from_zero(harness):
+    from rclpy.parameter import Parameter
+
+    from customs_interfaces.msg import LocatedSource, OfficerDose
+    from customs_lab.common.node_support import LOCATED_TOPIC, OFFICER_DOSE_TOPIC, reliable
+    from customs_lab.radiation.dose_monitor_node import DoseMonitor
+
+    harness.add(DoseMonitor(context=harness.context, parameter_overrides=[
+        Parameter('shift_length', value=3.0), Parameter('publish_period', value=0.2)]))
+    client = harness.node('portal')
+    publisher = client.create_publisher(LocatedSource, LOCATED_TOPIC, reliable(20))
+    booth = []
+    client.create_subscription(OfficerDose, OFFICER_DOSE_TOPIC,
+                               lambda m: booth.append(m.dose) if m.officer_id == 'portal_booth'
+                               else None, 50)
+    assert harness.spin_until(lambda: publisher.get_subscription_count() > 0, 10)
+    publisher.publish(located(client, 'rpm/portal_lane_1', 3.7e10, (63.0, 30.0, 2.3),
+                              (2.2, 0.0, 0.0), 30.0))
+    assert harness.spin_until(lambda: booth and booth[-1] > 0.1, 5)
+    assert harness.spin_until(lambda: booth[-1] == 0.0, 6)  # the next shift

@@ -13,10 +13,12 @@ file) and its air-kerma rate integrated at every officer post of the site file
 - /diagnostics: one status per post (OK, WARN above the rate limit, ERROR above the dose limit),
   and a warning in the log when a post's level rises.
 
-A shift starts when the node starts. Doses are air kerma (uGy); the default limits are 6 uGy/h
-(about the 7.5 uSv/h of a supervised area's dose rate, IRR17 in the UK) and 3.3 uGy per shift
-(the 1 mSv a year public limit over 250 shifts: officers are not radiation workers), both
-parameters.
+A shift starts when the node starts and lasts `shift_length` s (8 h; 0: one shift for the
+node's life): at its end each post's dose is logged and the doses start again from 0 (what a
+source still in its lane then would add is not counted: a passage lasts under a minute). Doses
+are air kerma (uGy); the default limits are 6 uGy/h (about the 7.5 uSv/h of a supervised
+area's dose rate, IRR17 in the UK) and 3.3 uGy per shift (the 1 mSv a year public limit over
+250 shifts: officers are not radiation workers), both parameters.
 """
 
 import math
@@ -66,17 +68,17 @@ class DoseMonitor(Node):
                 maximum=10.0, read_only=True)
         declare(self, 'publish_period', 1.0, 'Period of the officer_dose messages, s',
                 minimum=0.1, maximum=60.0, read_only=True)
+        declare(self, 'shift_length', 28800.0, 'Length of a shift, s (0: no end)',
+                minimum=0.0, maximum=7 * 86400.0, read_only=True)
         site_file = self.get_parameter('site_file').value
         path = pathlib.Path(site_file) if site_file else share_dir() / 'config' / 'site.yaml'
         site = load_site(path)  # a bad site file is a start-up error, named by load_site
         if not site.officer_posts:
             self.get_logger().warning(f'{path} has no officer_posts: no dose to monitor')
         self.lanes = {portal.hardware_id: lane_ends(portal) for portal in site.portals.values()}
-        self.ledger = ExposureLedger(
-            site.officer_posts,
-            rate_limit=self.get_parameter('dose_rate_limit').value,
-            dose_limit=self.get_parameter('dose_limit').value,
-            step=self.get_parameter('sample_period').value)
+        self.posts = site.officer_posts
+        self.ledger = self._new_shift()
+        self.shift_start = None  # s, set by the first publish (sim time may start late)
         self.refused = 0
         self.dose_pub = self.create_publisher(OfficerDose, OFFICER_DOSE_TOPIC, reliable(50))
         self.marker_pub = self.create_publisher(MarkerArray, OFFICER_MARKERS_TOPIC, 10)
@@ -85,6 +87,26 @@ class DoseMonitor(Node):
         self.create_timer(self.get_parameter('publish_period').value, self.publish)
         self.get_logger().info(f'monitoring {len(site.officer_posts)} officer posts '
                                f'from {path}')
+
+    def _new_shift(self) -> ExposureLedger:
+        return ExposureLedger(
+            self.posts,
+            rate_limit=self.get_parameter('dose_rate_limit').value,
+            dose_limit=self.get_parameter('dose_limit').value,
+            step=self.get_parameter('sample_period').value)
+
+    def _end_shift_if_due(self, seconds: float):
+        """Log the shift's doses and start a new one when the shift is over."""
+        if self.shift_start is None:
+            self.shift_start = seconds
+        length = self.get_parameter('shift_length').value
+        if length <= 0 or seconds - self.shift_start < length:
+            return
+        for post in self.ledger.posts:
+            exposure = self.ledger.exposure(post, seconds)
+            self.get_logger().info('end of shift: ' + exposure.message(
+                self.ledger.rate_limit, self.ledger.dose_limit))
+        self.ledger, self.shift_start = self._new_shift(), seconds
 
     def on_located(self, msg: LocatedSource):
         """Follow a located source through its lane and add it to every post."""
@@ -112,6 +134,7 @@ class DoseMonitor(Node):
         """Publish every post's exposure now; warn about the posts whose level rose."""
         now = self.get_clock().now()
         seconds = now.nanoseconds * 1e-9
+        self._end_shift_if_due(seconds)
         for exposure in self.ledger.alerts(seconds):
             self.get_logger().warning(
                 f'officer dose alert, {LEVEL_NAMES[exposure.level]}: '
