@@ -329,3 +329,29 @@ def test_a_neutron_alarm_stops_the_energy_windows_from_clearing_a_fission_source
     joint = neutron_aware_log_likelihood_ratio(7000.0, 500.0, 0.1, 30.0) + 30.0
     assert joint == pytest.approx(combined_log_likelihood_ratio(7000.0, 500.0, 0.1)
                                   + math.log(0.5), abs=1e-6)
+
+
+@pytest.mark.parametrize('gross, windows', [(30.0, 2.0), (3e4, -2.6e4), (-1.0, 0.0), (12.0, -8.0)])
+def test_the_fused_radiation_evidence_rises_with_the_neutron_evidence_without_a_step(gross,
+                                                                                    windows):
+    from customs_lab.radiation import alarm
+    from customs_lab.radiation.passage import Passage
+    from customs_lab.radiation.portal_alarm import NeutronVerdict, PassageVerdict
+
+    # the gamma item plus the neutron item, as fusion sums them, for neutron LLRs on both
+    # sides of the neutron alarm threshold: it must never fall as the neutrons rise
+    passage = Passage('', np.ones((5, 2)), np.full(5, 0.1), 0.0, 1.0, 1, 5)
+    gamma = alarm.AlarmResult(
+        alarm=gross > 10, max_window_counts=1, expected_window_counts=1.0, threshold=5,
+        window_index=0, n_windows=1, excess_rate=0.0, significance=0.0,
+        log_likelihood_ratio=gross, log_likelihood_ratio_std=0.0, false_alarm_probability=1e-3)
+    windows_verdict = type('W', (), {'log_likelihood_ratio': windows})()
+    sums = []
+    for n_llr in np.linspace(-4.0, 40.0, 89):
+        result = neutron.NeutronAlarmResult(
+            alarm=n_llr > 9.0, counts=10, expected=8.0, threshold=20, live_time=1.0,
+            p_value=0.5, log_likelihood_ratio=float(n_llr), false_alarm_probability=1e-4)
+        verdict = PassageVerdict(passage, gamma, True, windows_verdict, 0.1,
+                                 NeutronVerdict(1, 5, ('N1',), result))
+        sums.append(verdict.log_likelihood_ratio + verdict.neutron.log_likelihood_ratio)
+    assert np.all(np.diff(sums) >= -1e-9)

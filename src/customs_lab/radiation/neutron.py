@@ -26,7 +26,7 @@ efficiency for Cf-252 fell exponentially from ~25 % to ~10 % behind 25.4 cm of p
 Pozzi et al., NIM A 929 (2019)), not hydrogen's fast removal (0.598, which gave 2.5 % there:
 part of what hydrogen slows down is still counted). So 5 cm of lead passes all that counts (and
 ~0.2 % of Cs-137's gamma rays), 5 cm of polyethylene ~84 %, 1 m of cotton at 0.3 g/cm^3 ~61 %,
-1 m of water ~7 %. One measured point, one spectrum (Cf-252): optimistic for tens of cm of iron
+1 m of water ~5 %. One measured point, one spectrum (Cf-252): optimistic for tens of cm of iron
 (keV neutrons partly captured); no scatter into the face; air ignored (~1 %).
 
 He-3 module: count rate = neutrons reaching the face x intrinsic efficiency, scaled from a

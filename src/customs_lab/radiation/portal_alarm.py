@@ -168,22 +168,23 @@ NEUTRON_THREAT_SHARE = 0.5  # of threats, once neutrons are seen: fission source
 def neutron_aware_log_likelihood_ratio(gross: float, windows: float, norm_prior: float,
                                        neutron_llr: float,
                                        fission_share: float = NEUTRON_THREAT_SHARE) -> float:
-    """Return the gamma evidence of a passage whose neutron test alarmed.
+    """Return the gamma evidence of a passage whose neutron test was run.
 
     The energy windows' threat templates are gamma sources; a fission source (Cf-252,
     plutonium) has a hard gamma spectrum the windows read as NORM (its fission gamma rays), and
-    the neutrons it emits. Once the neutron test has alarmed (the neutrons are not NORM's: NORM
-    emits none) the threat is a mixture: a gamma source (1 - f, whose neutrons are background:
-    ln P(n | gamma source) / P(n | background) = 0) or a fission source (f, neutrons as the
-    neutron test's H1: its LLR L_n, gamma NORM-like), against background or NORM:
+    the neutrons it emits (NORM emits none). The threat is a mixture: a gamma source (1 - f,
+    whose neutrons are background: ln P(n | gamma source) / P(n | background) = 0) or a fission
+    source (f, neutrons as the neutron test's H1: its LLR L_n, gamma NORM-like), against
+    background or NORM (prior pi):
 
-        joint = ln[(1 - f) e^w' + f e^L_n] - ln[(1 - pi) e^-gross + pi]   (w' = w, relative to
-        the NORM template, both terms over P(g | NORM))
+        joint = ln[(1 - f) e^w + f e^L_n] - ln[(1 - pi) e^(w - gross) + pi]
 
-    The neutron item (L_n) reaches fusion on its own; this returns joint - L_n, so that their
-    sum is the joint. Without a neutron alarm the fission branch is taken as excluded (weak
-    emitters below the neutron test's reach are not weighed) and the evidence is
-    `combined_log_likelihood_ratio`'s.
+    (both terms over P(g | NORM); w is the windows' threat-versus-NORM ratio). The neutron item
+    (L_n) reaches fusion on its own; this returns joint - L_n, so that their sum is the joint.
+    The sum rises with L_n whether or not the neutron test alarmed, so the fused evidence has
+    no step at the neutron alarm threshold; with no neutrons (L_n well below 0) it is the
+    gamma-only `combined_log_likelihood_ratio` plus ln(1 - f): the fission half of the threats
+    is excluded by the neutrons' absence.
     """
     numerator = np.logaddexp(math.log1p(-fission_share) + windows,
                              math.log(fission_share) + neutron_llr)
@@ -213,8 +214,9 @@ class PassageVerdict:
 
         The gross-count Bayes factor, combined with the energy windows' threat-versus-NORM
         ratio when the device reports windows (`combined_log_likelihood_ratio`), and with the
-        neutron test when it alarmed (`neutron_aware_log_likelihood_ratio`: NORM emits no
-        neutrons, a fission source's gamma rays read NORM-like).
+        neutron test when it was run against a learned background
+        (`neutron_aware_log_likelihood_ratio`: NORM emits no neutrons, a fission source's gamma
+        rays read NORM-like).
         """
         if not self.background_ready:
             return 0.0
@@ -222,7 +224,7 @@ class PassageVerdict:
         if self.discrimination is None:
             return gross
         windows = self.discrimination.log_likelihood_ratio
-        if self.neutron is not None and self.neutron.alarm:
+        if self.neutron is not None and self.neutron.background_ready:
             return neutron_aware_log_likelihood_ratio(gross, windows, self.norm_prior,
                                                       self.neutron.log_likelihood_ratio)
         return combined_log_likelihood_ratio(gross, windows, self.norm_prior)
@@ -328,9 +330,10 @@ class PortalAlarm:
         """Sum a frame's neutron counts into the passage, or teach the empty lane's background.
 
         The empty-lane frames the gamma tracker learns from (not in a passage's hold-off, not
-        above the gamma background) teach it; a new set of modules starts it again.
+        above the gamma background) teach it; a new set of modules starts it again. A frame
+        without a finite, positive live time is skipped, as the gamma tracker skips it.
         """
-        if not neutrons:
+        if not neutrons or not (math.isfinite(live_time) and live_time > 0):
             return
         ids = tuple(neutrons)
         counts = np.array([neutrons[i] for i in ids], dtype=float)
