@@ -55,3 +55,7 @@ def test_identifications_are_scored_against_the_true_sources():
     assert identification_summary(entries) == (
         'identified sources: 1 of 2 passages carrying a source named it (missed: b (Co-60)); '
         '0 of 1 passages without one reported a non-NORM nuclide')
+    entries.append({'subject': '', 'true_nuclides': [], 'outcome': 'unattributed'})
+    assert identification_summary(entries).endswith(
+        '0 of 1 passages without one reported a non-NORM nuclide; '
+        '1 passages not attributed to a subject')

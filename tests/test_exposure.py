@@ -80,6 +80,8 @@ def test_bad_input_is_refused():
         lane_track('x', 'Cs-137', 1e9, (62.0, 30.0, 1.0), (0.0, 0.0, 0.0), 0.0, *LANE)
     with pytest.raises(ValueError, match='does not move'):
         lane_track('x', 'Cs-137', 1e9, (62.0, 30.0, 1.0), (math.nan, 0.0, 0.0), 0.0, *LANE)
+    with pytest.raises(ValueError, match='does not move'):  # a crawl: an hours-long track
+        lane_track('x', 'Cs-137', 1e9, (62.0, 30.0, 1.0), (0.01, 0.0, 0.0), 0.0, *LANE)
     with pytest.raises(ValueError, match='activity'):
         SourceTrack('x', 'Cs-137', math.nan, 0.0, (0, 0, 0), (1, 0, 0), 0.0, 1.0)
     with pytest.raises(ValueError, match='start <= end'):

@@ -102,11 +102,16 @@ class DoseMonitor(Node):
         length = self.get_parameter('shift_length').value
         if length <= 0 or seconds - self.shift_start < length:
             return
+        for exposure in self.ledger.alerts(seconds):  # the last moments' alerts, not lost
+            self.get_logger().warning(
+                f'officer dose alert, {LEVEL_NAMES[exposure.level]}: '
+                f'{exposure.message(self.ledger.rate_limit, self.ledger.dose_limit)}')
         for post in self.ledger.posts:
             exposure = self.ledger.exposure(post, seconds)
             self.get_logger().info('end of shift: ' + exposure.message(
                 self.ledger.rate_limit, self.ledger.dose_limit))
-        self.ledger, self.shift_start = self._new_shift(), seconds
+        shifts = (seconds - self.shift_start) // length  # whole shifts, on the shift's clock
+        self.ledger, self.shift_start = self._new_shift(), self.shift_start + shifts * length
 
     def on_located(self, msg: LocatedSource):
         """Follow a located source through its lane and add it to every post."""

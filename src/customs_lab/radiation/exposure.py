@@ -61,12 +61,17 @@ class SourceTrack:
         return np.asarray(self.reference_position) + offset * np.asarray(self.velocity)
 
 
+MIN_LANE_SPEED = 0.05  # m/s: slower subjects' tracks are refused (see lane_track)
+
+
 def lane_track(label: str, nuclide: str, activity: float, position, velocity, time: float,
                lane_start, lane_end) -> SourceTrack:
     """Return the track of a source through a lane (its ends lane_start -> lane_end, map, m).
 
     position: where the source was at `time`; velocity: the subject's (m/s), along the lane.
-    The track spans the times its projection on the lane's axis is between the two ends.
+    The track spans the times its projection on the lane's axis is between the two ends. A
+    subject slower than MIN_LANE_SPEED (a stop in the lane, or a speed misread) is refused:
+    its track would be hours long and wrong, and its samples unbounded.
     """
     start, end = np.asarray(lane_start, dtype=float), np.asarray(lane_end, dtype=float)
     axis = end - start
@@ -75,9 +80,10 @@ def lane_track(label: str, nuclide: str, activity: float, position, velocity, ti
         raise ValueError('a lane needs two distinct ends')
     axis = axis / length
     speed = float(np.dot(np.asarray(velocity, dtype=float), axis))
-    if not (math.isfinite(speed) and speed > 0):
-        raise ValueError(f'{label}: the subject does not move along the lane '
-                         f'(speed {speed!r} m/s along it); its track is unknown')
+    if not (math.isfinite(speed) and speed >= MIN_LANE_SPEED):
+        raise ValueError(f'{label}: the subject does not move along the lane at '
+                         f'{MIN_LANE_SPEED} m/s or more (speed {speed!r} m/s along it); its '
+                         f'track is unknown')
     along = float(np.dot(np.asarray(position, dtype=float) - start, axis))
     return SourceTrack(label, nuclide, float(activity), float(time),
                        tuple(float(v) for v in position),

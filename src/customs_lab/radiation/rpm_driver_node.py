@@ -326,11 +326,12 @@ class RpmDriver(LifecycleNode):
             self._publisher.publish(msg)
 
     def _count_neutrons(self, frame: protocol.CountsFrame):
-        for module_id, count in zip(self.neutron_ids, frame.neutrons, strict=True):
-            module = self.neutron_modules.setdefault(module_id, [0, 0.0, 0.0])
-            module[0] += count
-            module[1] += frame.live_time
-            module[2] = 0.0 if count else module[2] + frame.live_time
+        with self._lock:  # the diagnostics timer reads them
+            for module_id, count in zip(self.neutron_ids, frame.neutrons, strict=True):
+                module = self.neutron_modules.setdefault(module_id, [0, 0.0, 0.0])
+                module[0] += count
+                module[1] += frame.live_time
+                module[2] = 0.0 if count else module[2] + frame.live_time
 
     def _publish_spectrum(self, frame: protocol.SpectrumFrame, status):
         msg = GammaSpectrum(
@@ -377,7 +378,8 @@ class RpmDriver(LifecycleNode):
             self._report_neutron_module(module_id, silent)
 
     def _report_neutron_module(self, module_id: str, device_silent: bool):
-        counts, live, quiet = self.neutron_modules.get(module_id, (0, 0.0, 0.0))
+        with self._lock:  # the reader thread updates the counters
+            counts, live, quiet = tuple(self.neutron_modules.get(module_id, (0, 0.0, 0.0)))
         values = {'counts': counts, 'live_time': round(live, 1),
                   'rate_cps': round(counts / live, 3) if live > 0 else 'n/a',
                   'live_time_since_last_count': round(quiet, 1)}

@@ -171,6 +171,8 @@ def score_identification(nuclides, categories, true_nuclides) -> str:
     'named': every source the subject carried is among the nuclides; 'missed': one is not;
     'false': the subject carried no source, yet a nuclide other than NORM was reported;
     'clean': no source, and nothing but NORM reported (NORM cargo, or natural background).
+    (The evaluator calls a passage whose subject it has no truth for, one the lane could not
+    read or misread, 'unattributed', and scores it as none of these.)
     """
     if true_nuclides:
         return 'named' if set(true_nuclides) <= set(nuclides) else 'missed'
@@ -188,4 +190,6 @@ def identification_summary(entries) -> str:
     return (f'identified sources: {outcomes.count("named")} of {carrying} passages carrying a '
             f'source named it{" (missed: " + "; ".join(missed) + ")" if missed else ""}; '
             f'{outcomes.count("false")} of {clean} passages without one reported a '
-            f'non-NORM nuclide')
+            f'non-NORM nuclide'
+            + (f'; {outcomes.count("unattributed")} passages not attributed to a subject'
+               if 'unattributed' in outcomes else ''))

@@ -100,7 +100,7 @@ class Evaluator(Node):
         subject = msg_to_subject(msg.subject)
         self.true_sources[subject.key] = [
             (i.nuclide, i.activity, (i.position.x, i.position.y, i.position.z))
-            for i in msg.items if i.category == 'radioactive_source' and i.nuclide]
+            for i in msg.items if i.nuclide and i.activity > 0]  # sources, SNM
         categories = tuple(sorted({i.category for i in msg.items if i.contraband}))
         description = '; '.join(i.description for i in msg.items if i.contraband) or 'clean'
         self.evaluation.add_truth(
@@ -158,10 +158,11 @@ class Evaluator(Node):
         out = []
         for key, sensor, nuclides, categories, llr in self.identifications:
             truth = sorted({t[0] for t in self.true_sources.get(key, [])})
+            outcome = (score_identification(nuclides, categories, truth)
+                       if key in self.true_sources else 'unattributed')  # unread, misread
             out.append({'subject': key, 'sensor_id': sensor, 'nuclides': nuclides,
                         'categories': categories, 'log_likelihood_ratio': llr,
-                        'true_nuclides': truth,
-                        'outcome': score_identification(nuclides, categories, truth)})
+                        'true_nuclides': truth, 'outcome': outcome})
         return out
 
     def _officer_doses(self) -> dict:
@@ -281,7 +282,7 @@ class Evaluator(Node):
         if report['identifications']:
             print(identification_summary(report['identifications']), flush=True)
         if report['officer_doses']:
-            print('officer doses this run: ' + '; '.join(
+            print('officer doses this shift: ' + '; '.join(
                 f'{post} {d["dose_ugy"]:.3g} uGy (peak {d["peak_dose_rate_ugy_h"]:.3g} uGy/h, '
                 f'{d["level"]})' for post, d in report['officer_doses'].items()), flush=True)
         print(f'report:   {path}\ndatabase: {self.database_url}', flush=True)
