@@ -1,0 +1,9 @@
+"""The complex X-ray scanner for small cargo: dual-energy transmission plus backscatter.
+
+Cores (no rclpy): scanner_model (the scanner's hardware description), scan (a parcel's raw scan,
+the unit everything passes around), materials (attenuation from xraydb), spectrum (tube spectrum
+from spekpy and the detectors' response), protocol (the scanner's TCP/Unix-socket line stream),
+calibration (dark / air correction and drift), dicos (raw data as NEMA DICOS files).
+Nodes: the scanner driver and the X-ray inspection node. The simulator that plays the scanner
+(physics and the parcels' contents) lives in customs_lab.simulation.
+"""
