@@ -82,6 +82,27 @@ def test_bad_site_file_names_the_device(tmp_path):
         load_site(bad)
 
 
+def test_the_xray_scanner_sits_on_its_conveyor(tmp_path):
+    site = load_site(ROOT / 'config' / 'site.yaml')
+    scanner = site.xray_scanners['parcel_xray_1']
+    assert scanner.conveyor == 'parcel_line_1' and scanner.subject_kind == 'parcel'
+    assert scanner.model.belt_speed == site.portals['parcel_line_1'].speed
+    assert scanner.model.pixels * scanner.model.belt_pitch >= scanner.model.tunnel_width * 0.95
+    text = (ROOT / 'config' / 'site.yaml').read_text()
+    for old, new, message in [
+        ('belt_speed: 0.5 ', 'belt_speed: 0.7 ', 'differs from its conveyor'),
+        ('conveyor: parcel_line_1', 'conveyor: nowhere', 'not a portal'),
+        ('      kvp: 160.0', '      kvp: 900.0', 'kvp'),
+        ('      pixels: 352', '      pixels: 100', 'covers'),
+        ('      line_rate: 250.0', '      line_rat: 250.0', 'unknown keys'),
+    ]:
+        assert old in text, old
+        bad = tmp_path / 'site.yaml'
+        bad.write_text(text.replace(old, new))
+        with pytest.raises(ValueError, match=message):
+            load_site(bad)
+
+
 def test_pgm_round_trip(tmp_path):
     pixels = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     write_pgm(tmp_path / 'a.pgm', pixels)

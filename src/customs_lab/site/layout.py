@@ -11,6 +11,8 @@ import pathlib
 import numpy as np
 import yaml
 
+from customs_lab.xray.scanner_model import ScannerModel
+
 
 @dataclass(frozen=True)
 class Pose2D:
@@ -103,6 +105,22 @@ class PortalSpec:
 
 
 @dataclass(frozen=True)
+class XrayScannerSpec:
+    """A conveyor X-ray scanner on a portal lane's belt (see config/site.yaml)."""
+
+    name: str
+    hardware_id: str
+    subject_kind: str
+    frame_id: str
+    pose: Pose2D  # the tunnel's centre on the belt surface, x along the belt
+    conveyor: str  # the portal device whose belt carries the subjects through it
+    offset: float  # m along the belt from that portal to the tunnel's centre
+    barcode_unread_probability: float  # the belt's barcode reader reads nothing
+    barcode_misread_probability: float  # it reads another valid waybill
+    model: ScannerModel
+
+
+@dataclass(frozen=True)
 class Site:
     """The whole site description."""
 
@@ -112,6 +130,7 @@ class Site:
     zones: dict
     source: pathlib.Path
     officer_posts: dict = None  # post id -> (x, y, z) in the map, m
+    xray_scanners: dict = None  # device name -> XrayScannerSpec
 
 
 def _point(spec, where) -> tuple[float, float, float]:
@@ -195,6 +214,30 @@ def _neutron_modules(device) -> tuple[NeutronModuleSpec, ...]:
     return modules
 
 
+def _probability(name, value, where) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f'{where}: {name} must be in [0, 1], got {value}')
+    return value
+
+
+def _xray_scanner(name: str, device: dict, where: str) -> XrayScannerSpec:
+    return XrayScannerSpec(
+        name=name,
+        hardware_id=str(device.get('hardware_id', f'xray/{name}')),
+        subject_kind=str(device.get('subject_kind', 'parcel')),
+        frame_id=str(device.get('frame_id', name)),
+        pose=_pose(device['pose']),
+        conveyor=str(device['conveyor']),
+        offset=_positive('offset', device['offset'], where),
+        barcode_unread_probability=_probability(
+            'barcode_unread_probability', device.get('barcode_unread_probability', 0.0), where),
+        barcode_misread_probability=_probability(
+            'barcode_misread_probability', device.get('barcode_misread_probability', 0.0), where),
+        model=ScannerModel.from_dict(device.get('model'), f'{where}: model'),
+    )
+
+
 def load_site(path) -> Site:
     """Read and check a site file. Raise ValueError naming the file and device on a bad entry."""
     path = pathlib.Path(path)
@@ -202,10 +245,13 @@ def load_site(path) -> Site:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f'{path}: cannot read the site file: {error}') from None
-    portals = {}
+    portals, scanners = {}, {}
     for name, device in (spec.get('devices') or {}).items():
         where = f'{path}: device {name}'
         try:
+            if device['type'] == 'xray_scanner':
+                scanners[name] = _xray_scanner(name, device, where)
+                continue
             if device['type'] != 'radiation_portal_monitor':
                 raise ValueError(f'unknown device type {device["type"]!r}')
             panels = []
@@ -267,6 +313,15 @@ def load_site(path) -> Site:
                  for name, post in (spec.get('officer_posts') or {}).items()}
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f'{path}: officer_posts: {error}') from None
+    for name, scanner in scanners.items():
+        if scanner.conveyor not in portals:
+            raise ValueError(f'{path}: device {name}: conveyor {scanner.conveyor!r} is not a '
+                             f'portal of the site (portals: {sorted(portals)})')
+        belt = portals[scanner.conveyor].speed
+        if not math.isclose(scanner.model.belt_speed, belt, rel_tol=1e-6):
+            raise ValueError(f'{path}: device {name}: model.belt_speed '
+                             f"{scanner.model.belt_speed} m/s differs from its conveyor's "
+                             f'speed {belt} m/s')
     site = spec.get('site') or {}
     return Site(
         name=str(site.get('name', path.stem)),
@@ -275,6 +330,7 @@ def load_site(path) -> Site:
         zones=zones,
         source=path,
         officer_posts=posts,
+        xray_scanners=scanners,
     )
 
 
