@@ -3,7 +3,8 @@
 Cores (no rclpy): scanner_model (the scanner's hardware description), scan (a parcel's raw scan,
 the unit everything passes around), materials (attenuation from xraydb), spectrum (tube spectrum
 from spekpy and the detectors' response), protocol (the scanner's TCP/Unix-socket line stream),
-calibration (dark / air correction and drift), dicos (raw data as NEMA DICOS files).
+calibration (dark / air references and drift), assembly (lines into one scan per parcel), dicos
+(raw data as NEMA DICOS files).
 Nodes: the scanner driver and the X-ray inspection node. The simulator that plays the scanner
 (physics and the parcels' contents) lives in customs_lab.simulation.
 """
