@@ -305,6 +305,7 @@ def test_a_device_without_neutron_modules_gives_no_neutron_evidence():
     'change, message',
     [(dict(neutron_ship_effect=0.1), 'neutron_ship_effect'),
      (dict(neutron_false_alarm_probability=0.0), 'false_alarm_probability'),
+     (dict(fission_share=1.0), 'fission_share'),
      (dict(neutron_excess_prior_min=10.0, neutron_excess_prior_max=1.0), 'excess_prior')],
 )
 def test_bad_neutron_parameters_are_refused(change, message):
@@ -322,11 +323,11 @@ def test_a_neutron_alarm_stops_the_energy_windows_from_clearing_a_fission_source
     # clear it; with its neutrons the NORM branch is gone, the fission branch explains both
     gross, windows, neutrons = 3e4, -2.6e4, 40.0
     assert combined_log_likelihood_ratio(gross, windows, 0.1) < -1e4
-    gamma = neutron_aware_log_likelihood_ratio(gross, windows, 0.1, neutrons)
+    gamma = neutron_aware_log_likelihood_ratio(gross, windows, 0.1, neutrons, 0.5)
     assert gamma == pytest.approx(math.log(0.5 / 0.1), abs=1e-6)  # ln(f / pi)
     # a gamma threat with neutrons: the sum of both items is the joint, no more than the
     # gamma evidence alone would have said (the neutrons add nothing to a certain threat)
-    joint = neutron_aware_log_likelihood_ratio(7000.0, 500.0, 0.1, 30.0) + 30.0
+    joint = neutron_aware_log_likelihood_ratio(7000.0, 500.0, 0.1, 30.0, 0.5) + 30.0
     assert joint == pytest.approx(combined_log_likelihood_ratio(7000.0, 500.0, 0.1)
                                   + math.log(0.5), abs=1e-6)
 
@@ -352,6 +353,6 @@ def test_the_fused_radiation_evidence_rises_with_the_neutron_evidence_without_a_
             alarm=n_llr > 9.0, counts=10, expected=8.0, threshold=20, live_time=1.0,
             p_value=0.5, log_likelihood_ratio=float(n_llr), false_alarm_probability=1e-4)
         verdict = PassageVerdict(passage, gamma, True, windows_verdict, 0.1,
-                                 NeutronVerdict(1, 5, ('N1',), result))
+                                 NeutronVerdict(1, 5, ('N1',), result), 0.1)
         sums.append(verdict.log_likelihood_ratio + verdict.neutron.log_likelihood_ratio)
     assert np.all(np.diff(sums) >= -1e-9)

@@ -63,6 +63,7 @@ class PortalAlarmParameters:
     background_gate_sigma: float = 5.0  # empty-lane frames this far above are not learned
     shadow_correction: bool = True  # correct the subject's shadow (needs the lane's geometry)
     norm_prior: float = 0.1  # share of subjects with NORM cargo, for the energy-window evidence
+    fission_share: float = 0.1  # share of fission sources (Cf-252, Pu) among radiological threats
     neutron_false_alarm_probability: float = 1e-3  # per passage, of the neutron test
     neutron_excess_prior_min: float = 0.5  # cps (all modules), weakest neutron excess H1 considers
     neutron_excess_prior_max: float = 500.0  # cps, strongest
@@ -83,6 +84,8 @@ class PortalAlarmParameters:
     def __post_init__(self):
         if not 0.0 < self.norm_prior < 1.0:
             raise ValueError(f'norm_prior must be in (0, 1), got {self.norm_prior!r}')
+        if not 0.0 < self.fission_share < 1.0:
+            raise ValueError(f'fission_share must be in (0, 1), got {self.fission_share!r}')
         if not (math.isfinite(self.neutron_ship_effect) and 0.5 <= self.neutron_ship_effect
                 <= 3.0):
             raise ValueError('neutron_ship_effect must be in [0.5, 3] (a factor on the '
@@ -162,12 +165,8 @@ def combined_log_likelihood_ratio(gross: float, windows: float, norm_prior: floa
     return -float(np.logaddexp(math.log1p(-norm_prior) - gross, math.log(norm_prior) - windows))
 
 
-NEUTRON_THREAT_SHARE = 0.5  # of threats, once neutrons are seen: fission sources (Cf-252, Pu)
-
-
 def neutron_aware_log_likelihood_ratio(gross: float, windows: float, norm_prior: float,
-                                       neutron_llr: float,
-                                       fission_share: float = NEUTRON_THREAT_SHARE) -> float:
+                                       neutron_llr: float, fission_share: float) -> float:
     """Return the gamma evidence of a passage whose neutron test was run.
 
     The energy windows' threat templates are gamma sources; a fission source (Cf-252,
@@ -184,7 +183,11 @@ def neutron_aware_log_likelihood_ratio(gross: float, windows: float, norm_prior:
     The sum rises with L_n whether or not the neutron test alarmed, so the fused evidence has
     no step at the neutron alarm threshold; with no neutrons (L_n well below 0) it is the
     gamma-only `combined_log_likelihood_ratio` plus ln(1 - f): the fission half of the threats
-    is excluded by the neutrons' absence.
+    is excluded by the neutrons' absence. f is the prior share of fission sources among
+    radiological threats (parameter fission_share: an assumption a site sets from its threat
+    picture; it was 0.5 while this weighed only passages whose neutron test alarmed, where NORM
+    cannot be the explanation, and read NORM cargo as +ln(f / pi) = +1.6 nats once it weighed
+    every passage).
     """
     numerator = np.logaddexp(math.log1p(-fission_share) + windows,
                              math.log(fission_share) + neutron_llr)
@@ -202,6 +205,7 @@ class PassageVerdict:
     discrimination: Discrimination | None = None  # the energy windows' verdict, if reported
     norm_prior: float = 0.1
     neutron: NeutronVerdict | None = None  # the neutron test, if the device has neutron modules
+    fission_share: float = 0.1  # prior share of fission sources among radiological threats
 
     @property
     def alarm(self) -> bool:
@@ -226,7 +230,8 @@ class PassageVerdict:
         windows = self.discrimination.log_likelihood_ratio
         if self.neutron is not None and self.neutron.background_ready:
             return neutron_aware_log_likelihood_ratio(gross, windows, self.norm_prior,
-                                                      self.neutron.log_likelihood_ratio)
+                                                      self.neutron.log_likelihood_ratio,
+                                                      self.fission_share)
         return combined_log_likelihood_ratio(gross, windows, self.norm_prior)
 
     @property
@@ -316,7 +321,8 @@ class PortalAlarm:
         result = alarm.evaluate_passage(passage.counts, passage.live_times, background.rate(),
                                         background.rate_std(), self.config, factors)
         verdict = PassageVerdict(passage, result, ready, self._discriminate(passage, factors),
-                                 self.parameters.norm_prior, self._neutron_verdict(passage))
+                                 self.parameters.norm_prior, self._neutron_verdict(passage),
+                                 self.parameters.fission_share)
         self.stats['passages'] += 1
         self.stats['alarms'] += int(verdict.alarm)
         self.stats['not_ready'] += int(not ready)

@@ -132,6 +132,10 @@ class RpmAlarm(Node):
         declare(self, 'norm_prior', defaults.norm_prior,
                 'Share of subjects with NORM cargo (weighs the energy windows)',
                 minimum=1e-6, maximum=0.999)
+        declare(self, 'fission_share', defaults.fission_share,
+                'Prior share of fission sources (Cf-252, plutonium) among radiological threats '
+                '(weighs the neutron test into the gamma evidence)',
+                minimum=1e-6, maximum=0.999)
         declare(self, 'neutron_false_alarm_probability',
                 defaults.neutron_false_alarm_probability,
                 'Stated false-alarm probability per passage of the neutron test',
