@@ -541,3 +541,28 @@ def test_lines_frames_can_be_built_from_three_channels():
     frame = protocol.LinesFrame.from_channels(1, 2, 3, DATA[0], DATA[1], DATA[2], flags)
     assert frame == LINES.__class__(1, 2, 3, DATA, np.ones(5, np.uint8))
     assert frame != LINES and (frame == 'x') is False
+
+
+def test_a_gated_scanner_reads_lines_only_around_parcels(short_dir):
+    device = XrayFirmware(str(short_dir / 'xray_1.sock'), MODEL, serial='SIM-1',
+                          calibration_lines=32, gap_lines=20, dark_interval=0.0, gated=True)
+    host = Host(device.address)
+    try:
+        t = run(device, [host], 0.0, 10.0)  # 10 s of empty belt: the calibrations, a margin
+        numbers = line_numbers(host.of(protocol.LinesFrame))
+        assert np.array_equal(numbers, np.arange(64 + 20))
+        rows = np.full((3, 100, MODEL.pixels), 30000, dtype=np.uint16)
+        device.queue_parcel(*rows, 'RR100000001GB')
+        t = run(device, [host], t, t + 10.0)
+        lines = host.of(protocol.LinesFrame)
+        numbers = line_numbers(lines)
+        assert np.array_equal(numbers, np.arange(64 + 20 + 20 + 100 + 20))  # consecutive
+        begin, = host.of(protocol.ParcelBegin)
+        assert begin.line == 64 + 20 + 20
+        # the ticks keep the time: the parcel's lines are stamped when it came, 10 s in
+        first = next(f for f in lines if f.first_line <= begin.line < f.first_line + f.lines)
+        assert first.ticks_ms == pytest.approx(10_000, abs=200)
+        assert device.dropped_lines == 0 and host.decoder.error_count == 0
+    finally:
+        host.close()
+        device.close()

@@ -22,16 +22,16 @@ and activates itself, as a lifecycle manager would.
 
 import math
 import pathlib
-import threading
 import time
 
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from rclpy.time import Time
 import serial
 
 from customs_interfaces.msg import GammaSpectrum, RadiationCounts
 from customs_lab.common.data_dir import data_dir
+from customs_lab.common.lifecycle_driver import ThreadedDriver, autostart
 from customs_lab.common.node_support import Diagnostics, declare, run_node, subject_to_msg
 from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.radiation import protocol
@@ -47,8 +47,10 @@ def resolve_port(port: str, data_directory: str = '') -> str:
     return str(data_dir(data_directory) / 'dev' / port)
 
 
-class RpmDriver(LifecycleNode):
+class RpmDriver(ThreadedDriver):
     """Read an RPM over a serial port and publish its frames."""
+
+    thread_name = 'rpm_serial'
 
     def __init__(self, **kwargs):
         super().__init__('rpm_driver', **kwargs)
@@ -95,9 +97,6 @@ class RpmDriver(LifecycleNode):
         )
         declare(self, 'data_dir', '', 'Data directory for relative ports (empty: default)')
         declare(self, 'autostart', True, 'Configure and activate at start-up')
-        self._thread = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._publisher = None
         self.diagnostics = None
 
@@ -129,13 +128,6 @@ class RpmDriver(LifecycleNode):
         self._report('configured', Diagnostics.OK)
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state) -> TransitionCallbackReturn:
-        """Start the reader thread (it opens the port and keeps it open)."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._read_loop, name='rpm_serial', daemon=True)
-        self._thread.start()
-        return super().on_activate(state)
-
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         """Stop reading and close the port."""
         self._stop_thread()
@@ -150,22 +142,6 @@ class RpmDriver(LifecycleNode):
             self.destroy_lifecycle_publisher(self._spectrum_publisher)
             self._publisher = self._spectrum_publisher = None
         return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        """Stop reading."""
-        self._stop_thread()
-        return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self):
-        """Stop reading before the publishers go (the reader thread publishes)."""
-        self._stop_thread()
-        super().destroy_node()
-
-    def _stop_thread(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
 
     # serial I/O (reader thread) ------------------------------------------------------------
     def _reset_stats(self):
@@ -454,15 +430,9 @@ class RpmDriver(LifecycleNode):
             )
 
 
-def _autostart(node: RpmDriver):
-    if node.get_parameter('autostart').value:
-        node.trigger_configure()
-        node.trigger_activate()
-
-
 def main(args=None):
     """Run the RPM driver."""
-    return run_node(RpmDriver, args, after_create=_autostart)
+    return run_node(RpmDriver, args, after_create=autostart)
 
 
 if __name__ == '__main__':

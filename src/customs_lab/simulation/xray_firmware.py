@@ -14,6 +14,11 @@ commands and produces the lines due by then (line_rate per second of sim time, h
 the simulation runs), in LINES frames of `block_lines` lines, with a PARCEL_BEGIN / PARCEL_END
 before the block that holds its line, and a STATUS every `status_period` s.
 
+Gated (`gated=True`, as belt scanners run): lines are read only around parcels, `gap_lines`
+of empty belt before and after each, and in calibration runs and dark checks; while the belt is
+empty the line counter stands still (line numbers stay consecutive, ticks say the time).
+Otherwise the empty belt is read continuously.
+
 Like a real device it streams whether or not anyone listens: lines produced while no host is
 connected (or while the host does not read and the send queue is full) are dropped and counted
 (`dropped_lines`); a host that connects gets a STATUS, the current dark and air CALIBRATION
@@ -140,7 +145,7 @@ class XrayFirmware:
                  calibration_lines: int = 64, gap_lines: int = 50, dark_interval: float = 60.0,
                  dark_check_lines: int = 16, max_queue_bytes: int = 8 * 2**20,
                  autostart: bool = True, calibrate_on_start: bool = True,
-                 firmware: str = 'sim-1.0', seed: int = 0):
+                 firmware: str = 'sim-1.0', seed: int = 0, gated: bool = False):
         self.model = model or ScannerModel()
         if not 1 <= block_lines <= protocol.MAX_LINES_PER_FRAME:
             raise ValueError(f'block_lines must be in [1, {protocol.MAX_LINES_PER_FRAME}]')
@@ -168,6 +173,8 @@ class XrayFirmware:
         self.dark_interval = float(dark_interval)
         self.dark_check_lines = int(dark_check_lines)
         self.max_queue_bytes = int(max_queue_bytes)
+        self.gated = bool(gated)
+        self._idle = False  # gated and the belt empty: no lines read
         self.acquiring = bool(autostart)
         self.interlock_ok = True
         self.temperature = 25.0
@@ -547,10 +554,22 @@ class XrayFirmware:
                     self._runs.popleft()
                     if run.calibration:
                         self._finish_calibration(run)
+            elif self.gated and (self._idle or not self._parcels
+                                 and self._since_parcel >= self.gap_lines):
+                if self._parcels:  # a parcel at the light curtain: read its leading gap
+                    self._idle = False
+                    continue
+                if not self._idle:
+                    self._send_block()  # the trailing margin goes out now
+                    self._idle, self._since_parcel = True, 0  # the next parcel's gap: from 0
+                self._acq_lines += count  # time passes; no line is read
+                return
             else:
                 take = min(count, space)
                 if self._parcels:
                     take = min(take, max(self._parcels[0].gap - self._since_parcel, 1))
+                elif self.gated:  # the trailing margin, and no more
+                    take = min(take, self.gap_lines - self._since_parcel)
                 source = self.air_lines if xray else self.dark_lines
                 data = self._lines_of(source, take) if render else None
                 flags = np.full(take, protocol.LINE_XRAY_ON if xray else 0, dtype=np.uint8)

@@ -1,0 +1,59 @@
+"""A device driver as a lifecycle node whose device I/O runs on its own thread.
+
+The drivers (radiation portal, X-ray scanner) read a device link that blocks; the read loop runs
+on a thread started on activate and stopped (and joined) on deactivate, cleanup, shutdown and
+destroy, never on the executor. Subclasses implement `_read_loop` (returning when `self._stop`
+is set) and their lifecycle callbacks (calling `_stop_thread` where they must). With the
+`autostart` parameter (declared by the subclass) `autostart` configures and activates the node
+as a lifecycle manager would.
+"""
+
+import threading
+
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+
+class ThreadedDriver(LifecycleNode):
+    """A lifecycle node that reads its device on a thread of its own."""
+
+    thread_name = 'device_link'
+
+    def __init__(self, node_name: str, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._thread = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the reader thread and the executor share diagnostics
+
+    def _read_loop(self):
+        raise NotImplementedError
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Start the reader thread (it opens the link and keeps it open)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._read_loop, name=self.thread_name,
+                                        daemon=True)
+        self._thread.start()
+        return super().on_activate(state)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        """Stop reading."""
+        self._stop_thread()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self):
+        """Stop reading before the publishers go (the reader thread publishes)."""
+        self._stop_thread()
+        super().destroy_node()
+
+    def _stop_thread(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+
+def autostart(node: ThreadedDriver):
+    """Configure and activate `node` if its `autostart` parameter is set (run_node's hook)."""
+    if node.get_parameter('autostart').value:
+        node.trigger_configure()
+        node.trigger_activate()
