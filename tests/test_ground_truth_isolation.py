@@ -19,6 +19,9 @@ ALLOWED = {
     'simulation/lane_spectra.py',  # what the lane's detectors see of the subject (its truth)
     'simulation/rpm_firmware.py',
     'simulation/dose_truth.py',  # the true dose at officer posts, to score the dose monitor
+    'simulation/parcel_scene.py',  # a parcel's contents (its truth) as objects for the X-ray
+    'simulation/xray_physics.py',  # renders those scenes
+    'simulation/xray_line.py',  # the simulated scanner: scenes of the lane's parcels, rendered
     'common/node_support.py',
 }
 TRUTH_NAMES = {
@@ -34,6 +37,8 @@ TRUTH_MODULES = {
     'customs_lab.simulation.portal_lane',
     'customs_lab.simulation.evaluation',
     'customs_lab.simulation.dose_truth',
+    'customs_lab.simulation.parcel_scene',  # the X-ray scenes: truth
+    'customs_lab.simulation.xray_physics',  # the simulator's physics: no processing reads it
 }
 
 

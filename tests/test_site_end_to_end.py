@@ -138,3 +138,20 @@ def test_decisions_use_the_learned_prior_and_the_site_learns_from_inspections(si
     assert results and all(selection in ('targeted', 'random') for selection, _ in results)
     assert 'learned seizure' in output or 'learned no_finding' in output
     assert len(versions) >= 2  # the model version changed as the site learned
+
+
+def test_every_parcel_was_x_rayed_and_its_raw_scan_kept(site_run):
+    from customs_lab.xray import dicos
+
+    _, output, data = site_run
+    kept = sorted({path.parent for path in (data / 'xray').rglob('*.dcs')})
+    scans = [dicos.read_scan(directory) for directory in kept]
+    assert len(scans) == 12, [s.waybill for s in scans]  # the smoke scenario's 12 parcels
+    report = json.loads((data / 'reports' / 'latest.json').read_text())
+    parcels = {s['subject'].split(':', 1)[1] for s in report['subjects']
+               if s['subject'].startswith('parcel:')}
+    read = [s.waybill for s in scans if s.waybill]
+    assert set(read) <= parcels and len(read) >= 10, read  # 1 % unread, 0.2 % misread
+    for scan in scans:
+        assert scan.extra.get('missing_lines', 0) == 0 and scan.lines > 200
+        assert scan.calibrated()['high'].min() < 0.9  # a parcel in the beam, not empty belt

@@ -170,6 +170,7 @@ class PortalLane:
         self._neutron_rng = rng.spawn(1)[0] if self.neutron_modules else None
         self._free_at = 0.0
         self.passed = []  # subjects that left the lane: (key, entry time, exit time)
+        self.entered = []  # subjects that entered it: (SimSubject, entry time); callers drain
 
     @property
     def busy(self) -> bool:
@@ -184,6 +185,7 @@ class PortalLane:
         return sim.size[0] if sim.size[0] > 0 else 0.5
 
     def _enter(self, sim: SimSubject, t0: float):
+        self.entered.append((sim, t0))
         spec = self.spec
         length = self._length(sim)
         n_frames = (

@@ -58,6 +58,7 @@ from customs_lab.common.node_support import (
     subject_to_msg,
     uuid_to_msg,
 )
+from customs_lab.common.subjects import SubjectKind
 from customs_lab.fusion.prior_training import (
     MODEL_FILE,
     fit_calibration_from_database,
@@ -68,6 +69,7 @@ from customs_lab.simulation.history import ensure_history, history_config
 from customs_lab.simulation.portal_lane import PortalLane
 from customs_lab.simulation.rpm_firmware import RpmFirmware
 from customs_lab.simulation.scenario import Scenario, generate_traffic
+from customs_lab.simulation.xray_line import XrayLine
 from customs_lab.site.layout import load_site
 
 INSPECTION_STREAM = 4  # the officers' random stream (scenario.py numbers the others)
@@ -174,6 +176,14 @@ class SiteSimulator(Node):
                 [m.id for m in spec.neutron_modules],
             )
             self.get_logger().info(f'{name}: firmware on {self.firmware[name].link_path}')
+        # the X-ray scanners on the conveyors: parcels reach them after the lane's monitor
+        self.scanners = {}
+        waybills = [s.subject.id for s in self.traffic if s.subject.kind == SubjectKind.PARCEL]
+        for name, spec in (self.site.xray_scanners or {}).items():
+            self.scanners[name] = XrayLine(spec, self.site.portals[spec.conveyor],
+                                           str(self.data_dir / 'dev' / f'{name}.sock'),
+                                           self.scenario.seed, waybills)
+            self.get_logger().info(f'{name}: scanner firmware on {self.scanners[name].address}')
         unknown = {s.device for s in self.traffic if s.device and s.device not in self.lanes}
         if unknown:
             raise ValueError(
@@ -315,6 +325,16 @@ class SiteSimulator(Node):
                 firmware.send_status(ticks_ms)
             if lane.busy:
                 self._last_leave = self.t
+            for sim, entered_at in lane.entered:
+                for scanner in self.scanners.values():
+                    if (scanner.spec.conveyor == name
+                            and sim.subject.kind.name.lower() == scanner.spec.subject_kind):
+                        scanner.enter(sim, entered_at)
+            lane.entered.clear()
+        for scanner in self.scanners.values():
+            scanner.step(self.t)
+            if scanner.busy:
+                self._last_leave = self.t
         self._record_due_inspections(everything=self.finished)
         if self.ticks % round(1.0 / self.step) == 0:
             self._publish_status()
@@ -324,6 +344,7 @@ class SiteSimulator(Node):
             and not self._pending_arrivals
             and self.t >= self.scenario.duration
             and not any(lane.busy for lane in self.lanes.values())
+            and not any(scanner.busy for scanner in self.scanners.values())
             and self.t - self._last_leave >= self.end_grace
         ):
             self.finished = True
@@ -372,6 +393,18 @@ class SiteSimulator(Node):
                 {'link': str(firmware.link_path), 'dropped_lines': firmware.dropped_lines},
             )
 
+        for name, scanner in self.scanners.items():
+            stats = scanner.stats
+            problem = stats['render_errors'] or scanner.firmware.dropped_lines
+            self.diagnostics.update(
+                f'site_simulator: {name} scanner', f'sim/{name}',
+                Diagnostics.WARN if problem else Diagnostics.OK,
+                f"{stats['queued']} parcels scanned, {scanner.firmware.dropped_lines} lines not "
+                f"read by the host" + (f'; render failed: {scanner.last_error}'
+                                       if stats['render_errors'] else ''),
+                {'address': scanner.address, 'dropped_lines': scanner.firmware.dropped_lines,
+                 **stats})
+
     def _declaration(self, sim) -> Declaration:
         msg = Declaration(
             declaration_id=sim.declaration_id,
@@ -416,6 +449,8 @@ class SiteSimulator(Node):
         """Close the device ptys and remove their links."""
         for firmware in self.firmware.values():
             firmware.close()
+        for scanner in self.scanners.values():
+            scanner.close()
         super().destroy_node()
 
 

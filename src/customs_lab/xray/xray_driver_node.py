@@ -356,7 +356,8 @@ class XrayDriver(ThreadedDriver):
 
     def _maybe_recalibrate(self, link):
         """Order the calibration the drift monitor asks for, with the belt empty."""
-        if not self.recalibrate or self.assembler.open_parcel is not None:
+        if (not self.recalibrate or self.assembler.open_parcel is not None
+                or not self.assembler.references.complete):  # the scanner calibrates at start
             return link
         report = self.drift.report()
         if not (report.needs_air_calibration or report.needs_dark_calibration):
