@@ -22,6 +22,8 @@ ALLOWED = {
     'simulation/parcel_scene.py',  # a parcel's contents (its truth) as objects for the X-ray
     'simulation/xray_physics.py',  # renders those scenes
     'simulation/xray_line.py',  # the simulated scanner: scenes of the lane's parcels, rendered
+    'simulation/xray_phantoms.py',  # calibration step wedges, scanned as a factory would
+    'simulation/xray_dataset.py',  # the threat detector's training and test parcels, labelled
     'common/node_support.py',
 }
 TRUTH_NAMES = {
