@@ -4,7 +4,9 @@ Cores (no rclpy): scanner_model (the scanner's hardware description), scan (a pa
 the unit everything passes around), materials (attenuation from xraydb), spectrum (tube spectrum
 from spekpy and the detectors' response), protocol (the scanner's TCP/Unix-socket line stream),
 calibration (dark / air references and drift), assembly (lines into one scan per parcel), dicos
-(raw data as NEMA DICOS files).
-Nodes: the scanner driver and the X-ray inspection node. The simulator that plays the scanner
+(raw data as NEMA DICOS files), decomposition (dual-energy Zeff and the colour image),
+backscatter (low-density organic masses), segmentation (objects, mass), manifest (scan against
+the declaration), threats (the CNN threat detector; train_threats trains it).
+Nodes: the scanner driver (the X-ray inspection node that turns scans into Evidence is next). The simulator that plays the scanner
 (physics and the parcels' contents) lives in customs_lab.simulation.
 """
