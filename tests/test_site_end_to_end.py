@@ -28,11 +28,11 @@ def site_run(tmp_path_factory):
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        output, _ = process.communicate(timeout=300)
+        output, _ = process.communicate(timeout=600)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=30)
-        pytest.fail('the site did not finish in 300 s:\n' + output[-4000:])
+        pytest.fail('the site did not finish in 600 s:\n' + output[-4000:])
     return process.returncode, output, data
 
 
