@@ -58,6 +58,7 @@ from customs_lab.xray.scanner_model import CHANNELS
 
 SCAN_NAMESPACE = uuid.UUID('0b3c6f1e-52d4-4c1f-9d0e-6a1f3f0e7a55')  # scan ids (uuid5)
 ERROR_HOLD = 5.0  # wall s a corrupt frame or lost line keeps the link's status at WARN
+HEALTH_PERIOD = 0.5  # wall s between drift verdicts and health reports (a verdict costs ~5 ms)
 
 
 def resolve_address(address: str, data_directory: str = '') -> str:
@@ -65,14 +66,8 @@ def resolve_address(address: str, data_directory: str = '') -> str:
 
     A bare name is a Unix socket under <data_dir>/dev (where the simulator puts its devices).
     """
-    if address.startswith('/') or address.startswith(('unix:', 'tcp:')):
-        return address
-    try:
-        protocol.parse_address(address)
-        if ':' in address:
-            return address  # host:port
-    except ValueError:
-        pass
+    if address.startswith(('/', 'unix:', 'tcp:')) or ':' in address:
+        return address  # a path, or host:port
     return str(data_dir(data_directory) / 'dev' / address)
 
 
@@ -98,7 +93,7 @@ def scan_to_msg(scan: XrayScan, sensor_id: str, frame_id: str, uri: str) -> Xray
     subject = Subject(SubjectKind.PARCEL, scan.waybill)
     msg = XrayScanMsg(
         scan_id=uuid_to_msg(scan_id(scan)),
-        subject=subject_to_msg(subject, id_valid=subject.validate()[0] if scan.waybill else False),
+        subject=subject_to_msg(subject),
         sensor_id=sensor_id,
         first_seq=int(scan.first_seq) % 2**32,
         line_period=float(scan.line_period),
@@ -271,6 +266,7 @@ class XrayDriver(ThreadedDriver):
         self._problems_seen = 0
         self._raw_error = ''
         self._calibration_ordered = None
+        self._health_at = None  # wall s of the last drift verdict and health report
         self.ordered_for = None  # the drift report of the last calibration ordered
         self._command_seq = 0
         self._ticks = None  # (wire ticks, unwrapped ms) for the device clock
@@ -306,8 +302,11 @@ class XrayDriver(ThreadedDriver):
                     self._observe_clock(frame, ros_now)
                     scans += self.assembler.feed(frame)
                 self._publish_scans(scans)
-                link = self._maybe_recalibrate(link)
-            self._report_health(now)
+            if self._health_at is None or now - self._health_at >= HEALTH_PERIOD:
+                self._health_at = now
+                report = self.drift.report()
+                self._maybe_recalibrate(link, report)
+                self._report_health(now, report)
         if link is not None:
             link.close()
 
@@ -354,18 +353,17 @@ class XrayDriver(ThreadedDriver):
         self._ticks = (ticks, absolute)
         self.clock.observe(absolute / 1000.0, ros_now)
 
-    def _maybe_recalibrate(self, link):
-        """Order the calibration the drift monitor asks for, with the belt empty."""
+    def _maybe_recalibrate(self, link, report):
+        """Order the calibration the drift monitor's report asks for, with the belt empty."""
         if (not self.recalibrate or self.assembler.open_parcel is not None
                 or not self.assembler.references.complete):  # the scanner calibrates at start
-            return link
-        report = self.drift.report()
+            return
         if not (report.needs_air_calibration or report.needs_dark_calibration):
-            return link
+            return
         now = time.monotonic()
         if (self._calibration_ordered is not None
                 and now - self._calibration_ordered < self.recalibration_holdoff):
-            return link
+            return
         self._calibration_ordered, self.ordered_for = now, report
         command = (protocol.CommandCode.CALIBRATE_DARK if report.needs_dark_calibration
                    else protocol.CommandCode.CALIBRATE_AIR)
@@ -373,7 +371,6 @@ class XrayDriver(ThreadedDriver):
                                   f'{command.name}')
         if self._send(link, command):
             self.stats['calibrations_ordered'] += 1
-        return link
 
     # scans -------------------------------------------------------------------------------
     def _publish_scans(self, scans):
@@ -414,7 +411,7 @@ class XrayDriver(ThreadedDriver):
                                     message, {'address': self.address,
                                               'link': self._link_state})
 
-    def _report_health(self, now: float):
+    def _report_health(self, now: float, report):
         decoder, assembler = self.decoder.stats, self.assembler.stats
         problems = (self.decoder.error_count + assembler['missing_lines']
                     + assembler['frames_lost'])
@@ -439,7 +436,6 @@ class XrayDriver(ThreadedDriver):
                           tube_current_ma=status.tube_current_ma, xray_on=status.xray_on,
                           acquiring=status.acquiring, temperature=status.temperature,
                           lines_dropped_by_device=status.lines_dropped)
-        report = self.drift.report()
         raw_level = Diagnostics.ERROR if self._raw_error else Diagnostics.OK
         with self._lock:
             self.diagnostics.update(f'xray_driver: {self.sensor_id}', self.sensor_id, level,
