@@ -7,6 +7,7 @@ calibration (dark / air references and drift), assembly (lines into one scan per
 (raw data as NEMA DICOS files), decomposition (dual-energy Zeff and the colour image),
 backscatter (low-density organic masses), segmentation (objects, mass), manifest (scan against
 the declaration), threats (the CNN threat detector; train_threats trains it).
-Nodes: the scanner driver (the X-ray inspection node that turns scans into Evidence is next). The simulator that plays the scanner
-(physics and the parcels' contents) lives in customs_lab.simulation.
+Nodes: the scanner driver (the X-ray inspection node that turns scans into Evidence is next).
+The simulator that plays the scanner (physics and the parcels' contents) lives in
+customs_lab.simulation.
 """
