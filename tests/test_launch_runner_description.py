@@ -336,10 +336,10 @@ def test_the_site_launch_file_evaluates_to_the_whole_site():
         '/radiation/portal_lane_1/isotope_id',
         '/radiation/parcel_line_1/rpm_driver', '/radiation/parcel_line_1/rpm_alarm',
         '/radiation/parcel_line_1/isotope_id', '/radiation/dose_monitor',
-        '/xray/parcel_xray_1/xray_driver',
+        '/xray/parcel_xray_1/xray_driver', '/xray/parcel_xray_1/xray_inspection',
         '/fusion/risk_fusion', '/clearance/clearance_bridge', '/site_map']
     required = [p.full_name for p in description.processes if p.shutdown_on_exit]
     assert required == ['/simulation/evaluator']
-    bridge = description.processes[11]
+    bridge = description.processes[12]
     assert param_values(bridge)['database_url'] == 'sqlite:////tmp/site/clearance.db'
     assert param_values(description.processes[0])['rate'] == 20

@@ -56,7 +56,8 @@ def test_driver_publishes_scans_keeps_raw_files_and_survives_a_pulled_cable(harn
                                                                               short_dir):
     from customs_lab.simulation.xray_firmware import XrayFirmware
     from customs_lab.xray import dicos
-    from customs_lab.xray.xray_driver_node import XrayDriver, msg_to_scan
+    from customs_lab.xray.scan_messages import msg_to_scan
+    from customs_lab.xray.xray_driver_node import XrayDriver
 
     address = str(short_dir / 'dev' / 'xray_t.sock')
     firmware = XrayFirmware(address, serial='SIM-T', gated=True, gap_lines=30,
