@@ -24,6 +24,7 @@ ALLOWED = {
     'simulation/xray_line.py',  # the simulated scanner: scenes of the lane's parcels, rendered
     'simulation/xray_phantoms.py',  # calibration step wedges, scanned as a factory would
     'simulation/xray_dataset.py',  # the threat detector's training and test parcels, labelled
+    'simulation/xray_evidence_set.py',  # the X-ray evidence model's parcels, labelled
     'common/node_support.py',
 }
 TRUTH_NAMES = {
