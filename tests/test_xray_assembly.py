@@ -194,6 +194,22 @@ def test_the_drift_monitor_gets_the_margins_and_the_references():
     assert drift.references is assembler.references
 
 
+def test_margins_stop_at_a_dark_check_or_a_calibration_next_to_the_parcel():
+    script = calibrated_script()
+    script.belt(('air', 40), ('parcel', 30, 'A'), ('air', 5), ('dark', 16), ('air', 40),
+                ('cal', 'air', 8), ('air', 3), ('parcel', 20, 'B'), ('air', 40))
+    scans = feed(ScanAssembler('xray_1', margin_lines=MARGIN), script.frames)
+    assert [s.waybill for s in scans] == ['A', 'B']
+    for scan, lead, trail in ((scans[0], MARGIN, 5), (scans[1], 3, MARGIN)):
+        assert_parcel(scan, script, scan.waybill)
+        first, last = scan.extra['parcel_lines']
+        assert (first, scan.lines - 1 - last) == (lead, trail)
+        # what is left of the margins is the empty belt, not X-rays off
+        calibrated = scan.calibrated()['low']
+        margins = np.concatenate([calibrated[:first], calibrated[last + 1:]])
+        assert np.all(np.abs(margins - 1.0) < 0.01)
+
+
 # -- bad streams -------------------------------------------------------------------------------
 
 

@@ -519,6 +519,7 @@ class ScanAssembler:
         if self._first is not None:
             start = max(start, min(self._first, parcel.begin))  # no margin before the stream
         stop = max(parcel.end, min(parcel.end + parcel.trail, last))
+        start, stop = self._belt_margins(start, stop, parcel)
         data, got = self._rows(start, stop)
         flags = self._flags(start, stop)
         self._previous_end = parcel.end
@@ -556,6 +557,26 @@ class ScanAssembler:
             self.stats['held_scans'] += 1
         self._pending.append(held)
         return []
+
+    def _belt_margins(self, start: int, stop: int, parcel: _Parcel) -> tuple[int, int]:
+        """Return [start, stop] with the margins cut at lines that are not empty belt.
+
+        A margin is empty belt in the beam; a dark check or a calibration run next to a parcel
+        (X-rays off, or calibration lines) is not, and would read as opaque matter in the scan.
+        Missing lines stay (filled and counted).
+        """
+        flags = self._flags(start, stop).astype(np.int32)
+        received = flags >= 0
+        not_belt = received & (((flags & protocol.LINE_XRAY_ON) == 0)
+                               | ((flags & protocol.LINE_CALIBRATION) != 0))
+        lines = np.arange(start, stop + 1)
+        before = lines[not_belt & (lines < parcel.begin)]
+        after = lines[not_belt & (lines > parcel.end)]
+        if before.size:
+            start = int(before.max()) + 1
+        if after.size:
+            stop = int(after.min()) - 1
+        return start, stop
 
     def _start_time(self, line: int) -> float:
         """Return the device time (s) of an absolute line from the nearest block."""
