@@ -155,3 +155,24 @@ def test_every_parcel_was_x_rayed_and_its_raw_scan_kept(site_run):
     for scan in scans:
         assert scan.extra.get('missing_lines', 0) == 0 and scan.lines > 200
         assert scan.calibrated()['high'].min() < 0.9  # a parcel in the beam, not empty belt
+
+
+def test_parcels_x_ray_evidence_reaches_fusion_and_the_clearance_database(site_run):
+    _, output, data = site_run
+    report = json.loads((data / 'reports' / 'latest.json').read_text())
+    with sqlite3.connect(data / 'clearance.db') as connection:
+        rows = connection.execute(
+            "SELECT d.subject_id, e.kind, e.explanation FROM decision_evidence e "
+            "JOIN decisions d ON d.decision_id = e.decision_id "
+            "WHERE e.kind LIKE 'xray.%'").fetchall()
+    kinds = {kind for _, kind, _ in rows}
+    assert {'xray.threat', 'xray.material', 'xray.manifest'} <= kinds, kinds
+    subjects = {subject for subject, _, _ in rows}
+    assert len(subjects) >= 10, subjects  # 12 parcels; an unread waybill reaches no decision
+    assert all(text for _, _, text in rows)
+    # the evaluator scored every scan against the truth (the inspection node never saw it)
+    scans = report['xray_scans']
+    assert len(scans) == 12, scans
+    outcomes = [s['outcome'] for s in scans]
+    assert outcomes.count('false') <= 2, scans  # clean parcels weighed as threats
+    assert 'X-ray scans: 12' in output

@@ -193,3 +193,41 @@ def identification_summary(entries) -> str:
             f'non-NORM nuclide'
             + (f'; {outcomes.count("unattributed")} passages not attributed to a subject'
                if 'unattributed' in outcomes else ''))
+
+
+def score_xray(llr: float, categories, attributed: bool = True) -> str:
+    """Return how a parcel scan's joint X-ray LLR compares with the parcel's truth.
+
+    categories: the parcel's contraband categories. 'flagged' / 'missed': it carried what the
+    X-ray models cover (CONTRABAND_THREAT with a threat class) and the LLR was above / not above
+    0; 'false' / 'clear': it carried nothing and the LLR was above / not above 0; 'uncovered':
+    it carried only what the X-ray models do not cover (a radioactive source); 'unattributed':
+    the scan's waybill was unread or is not a parcel of the scenario.
+    """
+    from customs_lab.simulation.parcel_scene import CONTRABAND_THREAT
+
+    if not attributed:
+        return 'unattributed'
+    covered = [c for c in categories if CONTRABAND_THREAT.get(c)]
+    if covered:
+        return 'flagged' if llr > 0 else 'missed'
+    if categories:
+        return 'uncovered'
+    return 'false' if llr > 0 else 'clear'
+
+
+def xray_summary(entries) -> str:
+    """Return one line on the scored X-ray scans of a run."""
+    outcomes = [e['outcome'] for e in entries]
+    carrying = outcomes.count('flagged') + outcomes.count('missed')
+    clean = outcomes.count('false') + outcomes.count('clear')
+    missed = [f'{e["subject"]} ({e["description"]})' for e in entries
+              if e['outcome'] == 'missed']
+    return (f'X-ray scans: {len(entries)}; {outcomes.count("flagged")} of {carrying} parcels '
+            f'hiding what the X-ray models cover flagged (LLR > 0)'
+            f'{" (missed: " + "; ".join(missed) + ")" if missed else ""}; '
+            f'{outcomes.count("false")} of {clean} clean parcels flagged'
+            + (f'; {outcomes.count("uncovered")} carrying only what they do not cover'
+               if 'uncovered' in outcomes else '')
+            + (f'; {outcomes.count("unattributed")} not attributed to a parcel'
+               if 'unattributed' in outcomes else ''))

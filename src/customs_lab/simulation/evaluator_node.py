@@ -1,8 +1,9 @@
 """Evaluator node: the only node that sees ground truth. It scores decisions and writes the report.
 
 Subscribes to /simulation/ground_truth (the truth, from the site simulator), /decisions,
-/simulation/status, and the radiation outputs it scores: located sources, isotope
-identifications and the officer posts' doses. Shows progress while the scenario runs; when
+/simulation/status, and the outputs it scores: located sources, isotope identifications and
+the officer posts' doses from the radiation portals; the X-ray evidence of every parcel scan
+(/evidence, kinds xray.*, summed per scan). Shows progress while the scenario runs; when
 the scenario has finished and every subject is decided (or `wait_after_finish` wall seconds
 have passed), it checks that the decisions reached the clearance database, checks which nodes
 subscribe to the ground truth (only itself may), writes a JSON report, prints a summary table
@@ -18,6 +19,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from customs_interfaces.msg import (
+    Evidence,
     GroundTruthSubject,
     IsotopeIdentification,
     LocatedSource,
@@ -30,6 +32,7 @@ from customs_lab.common.data_dir import data_dir
 from customs_lab.common.node_support import (
     DECISIONS_QOS,
     DECISIONS_TOPIC,
+    EVIDENCE_TOPIC,
     GROUND_TRUTH_TOPIC,
     IDENTIFICATIONS_TOPIC,
     LATCHED,
@@ -43,6 +46,7 @@ from customs_lab.common.node_support import (
     msg_to_uuid,
     reliable,
     run_node,
+    time_msg_to_seconds,
 )
 from customs_lab.common.subjects import SubjectKind
 from customs_lab.simulation.evaluation import (
@@ -50,7 +54,9 @@ from customs_lab.simulation.evaluation import (
     TruthRecord,
     identification_summary,
     score_identification,
+    score_xray,
     summary_table,
+    xray_summary,
 )
 
 
@@ -88,6 +94,8 @@ class Evaluator(Node):
         self.identifications = []  # (subject key, sensor, nuclides, categories, log LR)
         self.create_subscription(IsotopeIdentification, IDENTIFICATIONS_TOPIC,
                                  self.on_identification, reliable(50))
+        self.xray = {}  # (subject key, scan stamp) -> {kind: LLR}, in arrival order
+        self.create_subscription(Evidence, EVIDENCE_TOPIC, self.on_evidence, reliable(100))
         self.officer_doses = {}  # post -> its latest OfficerDose
         self.create_subscription(OfficerDose, OFFICER_DOSE_TOPIC,
                                  lambda m: self.officer_doses.__setitem__(m.officer_id, m),
@@ -163,6 +171,28 @@ class Evaluator(Node):
             out.append({'subject': key, 'sensor_id': sensor, 'nuclides': nuclides,
                         'categories': categories, 'log_likelihood_ratio': llr,
                         'true_nuclides': truth, 'outcome': outcome})
+        return out
+
+    def on_evidence(self, msg: Evidence):
+        """Record the X-ray evidence of a parcel scan, to score it against the truth at the end."""
+        if not msg.kind.startswith('xray.'):
+            return
+        key = (msg_to_subject(msg.subject).key if msg.subject.id else '',
+               time_msg_to_seconds(msg.header.stamp))
+        self.xray.setdefault(key, {})[msg.kind] = msg.log_likelihood_ratio
+
+    def _score_xray(self) -> list:
+        """Return each X-ray scan's joint LLR with the parcel's truth and the outcome."""
+        out = []
+        for (key, stamp), kinds in self.xray.items():
+            truth = self.evaluation.truth.get(key)
+            llr = sum(kinds.values())
+            categories = list(truth.categories) if truth else []
+            out.append({'subject': key or '(unread)', 'stamp': stamp,
+                        'log_likelihood_ratio': llr, 'by_kind': kinds,
+                        'true_categories': categories,
+                        'description': truth.description if truth else '',
+                        'outcome': score_xray(llr, categories, truth is not None)})
         return out
 
     def _officer_doses(self) -> dict:
@@ -252,6 +282,7 @@ class Evaluator(Node):
                 'ground_truth_subscribers': truth_readers,
                 'located_sources': self._score_located(),
                 'identifications': self._score_identifications(),
+                'xray_scans': self._score_xray(),
                 'officer_doses': self._officer_doses(),
                 'ground_truth_isolated': truth_readers == [me],
             }
@@ -281,6 +312,8 @@ class Evaluator(Node):
                   f'max {max(errors) if errors else math.nan:.2f} m', flush=True)
         if report['identifications']:
             print(identification_summary(report['identifications']), flush=True)
+        if report['xray_scans']:
+            print(xray_summary(report['xray_scans']), flush=True)
         if report['officer_doses']:
             print('officer doses this shift: ' + '; '.join(
                 f'{post} {d["dose_ugy"]:.3g} uGy (peak {d["peak_dose_rate_ugy_h"]:.3g} uGy/h, '

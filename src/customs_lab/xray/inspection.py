@@ -327,16 +327,19 @@ class Inspector:
         out = []
         objects = [d for d in inspection.detections if d.threat in OBJECT_THREATS]
         llr, std = terms['xray.threat']
+        joint = sum(value for value, _ in terms.values())
+        baseline = (f'; the scan in all {joint:+.1f} nats (this item carries the parcel '
+                    "model's baseline)")
         if objects:
             top = objects[0]
             listed = ', '.join(f'{d.threat} {d.score:.2f}' for d in objects[:3])
             text = (f'{top.threat} (score {top.score:.2f}), {_region_text(scan, top.box)}; '
-                    f'detections: {listed}')
+                    f'detections: {listed}{baseline}')
             out.append(Finding('xray.threat', llr, std, text, top.box))
         else:
             out.append(Finding('xray.threat', llr, std,
                                "no weapon, ammunition or battery above the detector's floor "
-                               f'({self.detector.min_score:.2f})'))
+                               f'({self.detector.min_score:.2f}){baseline}'))
         llr, std = terms['xray.material']
         powder = [d for d in inspection.detections if d.threat == 'powder']
         region, parts = None, []

@@ -181,7 +181,9 @@ class XrayInspection(Node):
         self.stats['undeclared'] += bool(msg.subject.id) and declared is None
         header = Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id)
         scan_key = bytes(bytearray(msg.scan_id.uuid)).hex()
-        for finding in inspection.findings:
+        # xray.threat last: fusion decides once the kinds it expects are in (config/fusion.yaml),
+        # and by then the scan's other items are in too
+        for finding in sorted(inspection.findings, key=lambda f: f.kind == 'xray.threat'):
             text = finding.explanation
             if finding.kind == 'xray.threat' and msg.subject.id and declared is None:
                 text += '; declaration not known (no manifest check)'
