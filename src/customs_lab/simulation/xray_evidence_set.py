@@ -90,7 +90,7 @@ def _parcel(seed: int, hidden_share: float) -> dict:
     start = time.thread_time()
     inspection = _worker['inspector'].inspect(scan, declaration)
     cpu = time.thread_time() - start
-    return {'seed': seed, 'threat': threat, 'hidden': bool(threat), 'clutter': clutter,
+    return {'seed': seed, 'hidden_threat': threat, 'hidden': bool(threat), 'clutter': clutter,
             'kind': manifest.goods_kind(declaration.description), 'lines': scan.lines,
             **inspection.features, 'mass_term': inspection.manifest.mass_term,
             'detections': [(d.threat, d.score) for d in inspection.detections],
