@@ -121,7 +121,8 @@ class XrayInspection(Node):
         self.image_pub = self.create_publisher(Image, 'image_annotated', reliable(2))
         self.create_subscription(Declaration, DECLARATIONS_TOPIC, self.on_declaration,
                                  LATCHED_ALL)
-        self.create_subscription(XrayScanMsg, 'scan', self.on_scan, reliable(10))
+        # a burst of scans (a belt restarting) waits here rather than being dropped: ~0.5 MB each
+        self.create_subscription(XrayScanMsg, 'scan', self.on_scan, reliable(50))
         self.diagnostics = Diagnostics(self)
         self.create_timer(1.0, self._report)
         self.get_logger().info(
