@@ -12,13 +12,13 @@ declared goods, half hiding a threat; no declarations are published, so no manif
 rendered before the clock starts, queued back to back with `--gap-lines` lines of empty belt
 between them (30 lines = 6 cm at the default 0.5 m/s and 250 lines/s).
 
-Each run drives the firmware's clock at `factor` times real time: the belt offers factor x
-(3600 / seconds per parcel on the belt) parcels an hour. Per run: offered parcels/h, evidence
-received, latency from the parcel's last line leaving the firmware to its xray.threat Evidence
-arriving here (median, 95th percentile, max; first and last ten parcels: a latency that grows
-along the run means the lane cannot keep up), the inspection node's own time per scan (from
-its diagnostics) and the lines the firmware dropped because the driver did not read them. The machine's two cores are shared by the firmware (this process),
-the driver, the inspection node and DDS, as on a site computer.
+Each run drives the firmware's clock at `factor` times real time: the belt offers factor x (3600 /
+seconds per parcel on the belt) parcels an hour. Per run: offered parcels/h, evidence received,
+latency from the parcel's last line leaving the firmware to its xray.threat Evidence arriving here
+(median, 95th percentile, max; first and last ten parcels: a latency that grows along the run means
+the lane cannot keep up), the inspection node's own time per scan (from its diagnostics) and the
+lines the firmware dropped because the driver did not read them. The machine's two cores are shared
+by the firmware (this process), the driver, the inspection node and DDS, as on a site computer.
 """
 
 import argparse

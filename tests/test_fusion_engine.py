@@ -243,3 +243,24 @@ def test_contraband_log_odds_divides_the_probability_of_a_find_by_the_sensitivit
     assert contraband_log_odds(-50.0, 0.9) == pytest.approx(-50.0 - math.log(0.9))
     assert 27.0 < contraband_log_odds(logit(0.95), 0.9) < 28.0  # capped just below 1
     assert contraband_log_odds(3.0, 1.0) == pytest.approx(3.0)
+
+
+def test_clean_portal_readings_do_not_clear_a_parcel_of_what_only_the_x_ray_sees():
+    parcel = Subject(SubjectKind.PARCEL, 'EE123456785KR')
+    config = EngineConfig(policy=PolicyConfig(random_audit_rate=0.0),
+                          coverage={SubjectKind.PARCEL: {'radiation.': 0.54, 'xray.': 0.46}})
+    covered, plain = RiskEngine(config), engine()
+    for e in (covered, plain):
+        e.add_evidence(parcel.key, EvidenceItem('g', 'radiation.gamma', 'rpm/p', -3.7), 1.0)
+        e.add_evidence(parcel.key, EvidenceItem('n', 'radiation.neutron', 'rpm/p', -2.7), 1.0)
+        e.add_evidence(parcel.key, EvidenceItem('x', 'xray.material', 'xray/p', 4.0), 2.0)
+    a, b = covered.assess(parcel, 3.0), plain.assess(parcel, 3.0)
+    assert b.raw_log_odds < logit(0.005)  # the portals' -6.4 outweighed the powder's +4
+    assert a.raw_log_odds > logit(0.005) + 2.0
+    assert any('radiation.* evidence -6.40 counted as' in n for n in a.notes)
+    decision = covered.decide(parcel, 3.0)
+    assert 'covers 54% of the contraband here' in decision.explanation
+    assert covered.components()['coverage'].startswith('coverage+')
+    assert plain.components()['coverage'] == 'full-coverage'
+    with pytest.raises(ValueError, match='coverage'):
+        EngineConfig(coverage={SubjectKind.PARCEL: {'xray.': 0.0}}).validate()

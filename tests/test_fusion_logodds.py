@@ -76,3 +76,34 @@ def test_bad_configuration_and_evidence_are_refused():
 def test_model_version_changes_with_the_configuration():
     assert FusionConfig().version == FusionConfig().version
     assert FusionConfig().version != FusionConfig(red_threshold=0.6).version
+
+
+def test_a_sensor_family_counts_only_for_the_contraband_it_covers():
+    from customs_lab.fusion.logodds import cover, family_of
+
+    coverage = {'radiation.': 0.54, 'xray.': 0.46}
+    assert family_of('radiation.gamma', coverage) == 'radiation.'
+    assert family_of('xray.threat', {'xray.': 0.5, 'xray.threat': 0.2}) == 'xray.threat'
+    assert family_of('cctv.behaviour', coverage) == ''
+    items = [item(-3.7, kind='radiation.gamma'), item(-2.7, kind='radiation.neutron'),
+             item(-4.1, kind='xray.threat'), item(5.7, kind='xray.material'),
+             item(1.0, kind='cctv.behaviour')]
+    _, contributions = combine(items)
+    covered, notes = cover(contributions, coverage)
+    by_kind = {c.item.kind: c for c in covered}
+    radiation = by_kind['radiation.gamma'].contribution + by_kind['radiation.neutron'].contribution
+    assert radiation == pytest.approx(math.log(0.46 + 0.54 * math.exp(-6.4)))
+    assert radiation > math.log(0.46)  # a clean reading clears at most ln(1 / (1 - c))
+    xray = by_kind['xray.threat'].contribution + by_kind['xray.material'].contribution
+    assert xray == pytest.approx(math.log(0.54 + 0.46 * math.exp(1.6)))
+    # each item of a family keeps its share of the family's evidence and its sign
+    assert by_kind['radiation.gamma'].contribution / by_kind['radiation.neutron'].contribution \
+        == pytest.approx(3.7 / 2.7)
+    assert by_kind['cctv.behaviour'].contribution == 1.0  # not listed: counted as it is
+    assert len(notes) == 2 and 'covers 54%' in notes[0]
+    # an alarm counts nearly in full: a strong LLR loses ln(c) only
+    _, strong = combine([item(60.0)])
+    (alarm,), _ = cover(strong, coverage)
+    assert alarm.contribution == pytest.approx(60.0 + math.log(0.54))
+    # full coverage leaves everything as it was
+    assert cover(contributions, {'radiation.': 1.0}) == (contributions, [])

@@ -64,21 +64,6 @@ def test_without_a_declaration_the_manifest_term_is_neutral_and_absent():
     assert model.terms(at_centre)['xray.manifest'][0] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_uncovered_contraband_bounds_how_much_a_clean_scan_clears():
-    x, y, _ = _synthetic()
-    model = EvidenceModel.fit(x, y)
-    for row in x[:20]:
-        features = dict(zip(FEATURES, row, strict=True))
-        plain = sum(v for v, _ in model.terms(features).values())
-        mixed = model.terms(features, uncovered=0.5)
-        total = sum(v for v, _ in mixed.values())
-        assert total == pytest.approx(math.log(0.5 + 0.5 * math.exp(plain)))
-        assert total >= math.log(0.5) - 1e-12
-        assert mixed['xray.material'] == model.terms(features)['xray.material']
-    with pytest.raises(ValueError, match='uncovered'):
-        model.terms(features, uncovered=1.0)
-
-
 def test_model_file_round_trip_and_bad_files(tmp_path):
     x, y, _ = _synthetic(500)
     model = EvidenceModel.fit(x, y, meta={'parcels': 500})

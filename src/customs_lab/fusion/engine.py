@@ -12,6 +12,11 @@ One subject's decision, in order:
    No item counts beyond +-`llr_cap` nats: a sensor's LLR comes from its physical model, and
    model error (a mis-set background, a detector fault) bounds how sure any one item can make
    us; a portal that reports 10^6 nats is capped, and the explanation says so.
+   Coverage: each sensor family (evidence kinds by prefix, `coverage`) weighs the contraband it
+   sees (a radiological source, a weapon or a powder) against clean; where a subject kind's
+   contraband is only partly of that sort, the family's evidence is mixed with "contraband it
+   cannot see" (fusion/logodds.cover): a clean portal reading no longer clears a parcel of the
+   narcotics only the X-ray sees.
 3. Raw log-odds = prior log-odds + the weighted evidence LLRs.
 4. Calibration. Once `calibration_min_labels` inspection results with both outcomes have come
    back, the evidence calibrator (fusion/calibration.EvidenceCalibrator), fitted online on the
@@ -50,6 +55,7 @@ from customs_lab.fusion.logodds import (
     EvidenceItem,
     FusionConfig,
     combine,
+    cover,
     logit,
     sigmoid,
 )
@@ -62,6 +68,20 @@ KIND_NAMES = {
     SubjectKind.PARCEL: 'parcel',
     SubjectKind.PASSENGER: 'passenger',
 }
+
+
+def coverage_config(prefixes, shares: dict) -> dict:
+    """Return EngineConfig.coverage from the node's parameters (ValueError if they disagree).
+
+    prefixes: `coverage_prefixes`; shares: {subject kind name: `coverage_<name>` list}.
+    """
+    coverage = {}
+    for kind, name in KIND_NAMES.items():
+        values = list(shares.get(name, [1.0] * len(prefixes)))
+        if len(values) != len(prefixes):
+            raise ValueError(f'coverage_{name} needs one share per coverage_prefixes entry')
+        coverage[kind] = {prefix: float(v) for prefix, v in zip(prefixes, values, strict=True)}
+    return coverage
 
 
 def contraband_log_odds(found_log_odds: float, sensitivity: float) -> float:
@@ -88,6 +108,8 @@ class EngineConfig:
     calibration_min_labels: int = 200  # inspection results before the calibrator is used
     inspection_sensitivity: float = 0.9  # share of contraband an inspection finds
     llr_cap: float = 20.0  # nats: the most one evidence item can count, either way
+    # subject kind -> {evidence kind prefix: share of that kind's contraband the family covers}
+    coverage: dict = field(default_factory=dict)
 
     def validate(self):
         """Raise ValueError if the configuration is inconsistent."""
@@ -103,6 +125,11 @@ class EngineConfig:
             raise ValueError(
                 f'inspection_sensitivity must be in (0, 1]: {self.inspection_sensitivity!r}'
             )
+        for kind, shares in self.coverage.items():
+            for prefix, share in shares.items():
+                if not prefix or not (isinstance(share, (int, float)) and 0.0 < share <= 1.0):
+                    raise ValueError(f'coverage of {SubjectKind(kind).name} by {prefix!r} must '
+                                     f'be in (0, 1] for a non-empty prefix: {share!r}')
 
 
 @dataclass(frozen=True)
@@ -233,7 +260,15 @@ class RiskEngine:
             'prior': self.prior.version if self.prior is not None else 'base-rates',
             'calibration': self.calibrator.version if self.calibrated else 'uncalibrated',
             'policy': self.policy.version,
+            'coverage': self._coverage_version(),
         }
+
+    def _coverage_version(self) -> str:
+        coverage = {int(k): dict(sorted(v.items())) for k, v in self.config.coverage.items()}
+        if not any(share < 1.0 for v in coverage.values() for share in v.values()):
+            return 'full-coverage'
+        blob = repr(sorted(coverage.items())).encode()
+        return f'coverage+{hashlib.sha256(blob).hexdigest()[:8]}'
 
     @property
     def version(self) -> str:
@@ -266,6 +301,9 @@ class RiskEngine:
                     item, log_likelihood_ratio=math.copysign(cap, item.log_likelihood_ratio))
             items.append(item)
         evidence, contributions = combine(items)
+        contributions, covered = cover(contributions, self.config.coverage.get(kind, {}))
+        evidence = sum(c.contribution for c in contributions)
+        notes += covered
         # each contribution names the item as the sensor reported it (its LLR uncapped: the
         # database keeps what the sensor said), and what it counted
         contributions = tuple(dataclasses.replace(c, item=reported[c.item.evidence_id])

@@ -141,6 +141,45 @@ def combine(items) -> tuple[float, tuple[Contribution, ...]]:
     return total, tuple(contributions)
 
 
+def family_of(kind: str, coverage: dict) -> str:
+    """Return the longest prefix in `coverage` that `kind` starts with ('' if none)."""
+    return max((prefix for prefix in coverage if prefix and kind.startswith(prefix)),
+               key=len, default='')
+
+
+def cover(contributions, coverage: dict) -> tuple[tuple[Contribution, ...], list[str]]:
+    """Weigh each sensor family's evidence by the share of contraband it covers.
+
+    A sensor's LLR weighs "contraband of the kind the sensor sees" against "clean": the
+    portals' a radiological source, the X-ray's a weapon, ammunition, powder or battery. For
+    a subject kind whose contraband is only partly of that kind (coverage c of the family
+    whose kinds start with a prefix of `coverage`), P(obs | contraband) = c P(obs | covered) +
+    (1 - c) P(obs | clean), so the family's summed contribution S counts as
+    ln((1 - c) + c e^S): a clean reading lowers the risk by at most ln(1 / (1 - c)), an alarm
+    counts nearly in full. Each contribution of the family is scaled by the same factor
+    (ln((1 - c) + c e^S) / S, in (0, 1]). Families with coverage 1 (or not listed) count as
+    they are. Returns the contributions and one note per family scaled.
+    """
+    families = {}
+    for index, c in enumerate(contributions):
+        family = family_of(c.item.kind, coverage)
+        if family and coverage[family] < 1.0:
+            families.setdefault(family, []).append(index)
+    out, notes = list(contributions), []
+    for family, members in sorted(families.items()):
+        share = float(coverage[family])
+        total = sum(contributions[i].contribution for i in members)
+        mixed = float(math.log1p(-share + share * math.exp(total))) if total < 50 else (
+            total + math.log(share + (1.0 - share) * math.exp(-total)))
+        factor = mixed / total if total != 0 else 1.0
+        for i in members:
+            out[i] = Contribution(out[i].item, out[i].weight * factor,
+                                  out[i].contribution * factor)
+        notes.append(f'{family}* evidence {total:+.2f} counted as {mixed:+.2f} nats: it covers '
+                     f'{share:.0%} of the contraband here')
+    return tuple(out), notes
+
+
 def decide(subject: Subject, items, config: FusionConfig, id_valid: bool = True) -> Decision:
     """Fuse `items` about `subject` into a decision."""
     kind = SubjectKind(subject.kind)

@@ -59,7 +59,7 @@ from customs_lab.common.node_support import (
     uuid_to_msg,
 )
 from customs_lab.fusion.declaration_prior import DeclarationFeatures
-from customs_lab.fusion.engine import KIND_NAMES, EngineConfig, RiskEngine
+from customs_lab.fusion.engine import KIND_NAMES, EngineConfig, RiskEngine, coverage_config
 from customs_lab.fusion.evidence_store import DEFAULT_TTL
 from customs_lab.fusion.logodds import EvidenceItem, FusionConfig
 from customs_lab.fusion.policy import PolicyConfig, default_models
@@ -169,6 +169,13 @@ class RiskFusion(Node):
                           'Time-to-live (s) of each prefix in evidence_ttl_prefixes')
         if len(prefixes) != len(seconds):
             raise ValueError('evidence_ttl_prefixes and evidence_ttl_seconds differ in length')
+        families = declare(self, 'coverage_prefixes', ['radiation.', 'xray.'],
+                           'Sensor families (evidence kind prefixes) whose coverage is given')
+        coverage = coverage_config(families, {
+            name: declare(self, f'coverage_{name}', [1.0] * len(families),
+                          f'Share of the contraband of {name}s each family of '
+                          'coverage_prefixes can see (1: all of it)')
+            for name in KIND_NAMES.values()})
         config = EngineConfig(
             fusion=FusionConfig(base_rate={
                 kind: declare(self, f'base_rate_{name}', default,
@@ -207,6 +214,7 @@ class RiskFusion(Node):
             llr_cap=declare(self, 'llr_cap', 20.0,
                             'The most one evidence item can count, either way (nats)',
                             minimum=0.1, maximum=1000.0),
+            coverage=coverage,
         )
         config.validate()
         return config

@@ -37,13 +37,9 @@ three add up to the joint LLR, so fusion adds them as they are (no correlation g
 a declaration x_manifest = c_manifest and no manifest finding is made. Each term's standard
 deviation is from the fit's covariance (Laplace approximation) of that linear form.
 
-Contraband the model does not cover: the model weighs "hides one of weapon, ammunition,
-powder, battery" against "clean"; a site's contraband also holds what the X-ray models do not
-see as such (a radioactive source in a small pot, which the portals see). With `uncovered` the
-share of a site's contraband of that sort, P(x | contraband) = uncovered P(x | clean) + (1 -
-uncovered) P(x | covered), so the joint LLR becomes ln(uncovered + (1 - uncovered) e^LLR): a
-clean-looking scan no longer clears a parcel of what the scan cannot see. The difference goes
-to the xray.threat term (the one that carries the constant).
+Contraband the model does not cover (a radioactive source in a small pot, which the portals
+see) is fusion's business: it mixes each sensor family's evidence with the share of the site's
+contraband that family cannot see (fusion/logodds.cover, `coverage_*` in config/fusion.yaml).
 """
 
 from dataclasses import dataclass, field
@@ -132,15 +128,8 @@ class EvidenceModel:
         self.manifest_mass = bool(manifest_mass)
         self.meta = dict(meta or {})
 
-    def terms(self, features: dict, declared: bool = True, uncovered: float = 0.0) -> dict:
-        """Return {kind: (llr, std)} of a parcel's features (manifest absent if not declared).
-
-        uncovered: the share of contraband the model does not cover (module docstring); the
-        joint LLR becomes ln(uncovered + (1 - uncovered) exp(LLR)) and the difference goes to
-        the first kind's term.
-        """
-        if not (isinstance(uncovered, (int, float)) and 0.0 <= uncovered < 1.0):
-            raise ValueError(f'uncovered must be in [0, 1), got {uncovered!r}')
+    def terms(self, features: dict, declared: bool = True) -> dict:
+        """Return {kind: (llr, std)} of a parcel's features (manifest absent if not declared)."""
         x = np.array([float(features[name]) for name in FEATURES])
         if not np.all(np.isfinite(x)):
             raise ValueError(f'non-finite features: {features}')
@@ -159,11 +148,6 @@ class EvidenceModel:
             values[kind] = float(gradient @ theta) - (self.prior_log_odds if position == 0
                                                       else 0.0)
             stds[kind] = math.sqrt(max(float(gradient @ self.covariance @ gradient), 0.0))
-        if uncovered > 0.0:
-            joint = sum(values.values())
-            mixed = float(np.logaddexp(math.log(uncovered), math.log1p(-uncovered) + joint))
-            first = next(iter(KIND_FEATURES))
-            values[first] += mixed - joint
         return {kind: (float(np.clip(values[kind], -LLR_LIMIT, LLR_LIMIT)), stds[kind])
                 for kind in KIND_FEATURES if declared or kind != 'xray.manifest'}
 
@@ -272,8 +256,7 @@ class Inspector:
     """Run every X-ray analysis of a scan and turn the results into findings."""
 
     def __init__(self, calibration: DualEnergyCalibration, detector: threats.ThreatDetector,
-                 model: EvidenceModel | None, powder_model='fused', smoothing: float = 1.0,
-                 uncovered: float = 0.0):
+                 model: EvidenceModel | None, powder_model='fused', smoothing: float = 1.0):
         """Keep the scanner's dual-energy calibration, the threat detector and the model.
 
         model: None computes the features only (no findings), to fit a model.
@@ -281,9 +264,6 @@ class Inspector:
         self.calibration, self.detector, self.model = calibration, detector, model
         self.powder_model = backscatter.get_model(powder_model)
         self.smoothing = float(smoothing)
-        self.uncovered = float(uncovered)
-        if not 0.0 <= self.uncovered < 1.0:
-            raise ValueError(f'uncovered must be in [0, 1), got {uncovered!r}')
         self.floor = logit(detector.min_score)
 
     def inspect(self, scan: XrayScan, declaration: manifest.Declaration | None = None
@@ -322,8 +302,7 @@ class Inspector:
 
     def findings(self, scan: XrayScan, inspection: Inspection) -> list[Finding]:
         """Return one Finding per evidence kind (no manifest finding without a declaration)."""
-        terms = self.model.terms(inspection.features, inspection.manifest is not None,
-                                 self.uncovered)
+        terms = self.model.terms(inspection.features, inspection.manifest is not None)
         out = []
         objects = [d for d in inspection.detections if d.threat in OBJECT_THREATS]
         llr, std = terms['xray.threat']

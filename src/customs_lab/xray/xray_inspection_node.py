@@ -11,10 +11,10 @@ the declaration. Published:
   object threat), xray.material (powder: the detector's powder class and the backscatter
   model), xray.manifest (the material mix against the declared goods; only when the
   declaration is known). Their LLRs are the terms of one jointly fitted model
-  (config/xray/parcel_evidence.json), so fusion adds them; `uncovered_share` keeps a clean scan
-  from clearing a parcel of contraband the X-ray models do not cover (inspection.py). Each
-  carries the image region of its strongest finding (pixels x, lines y of the raw scan), the
-  explanation and the raw scan's DICOS URI.
+  (config/xray/parcel_evidence.json), so fusion adds them (and mixes them with the contraband
+  the X-ray cannot see: `coverage_parcel` in config/fusion.yaml). Each carries the image
+  region of its strongest finding (pixels x, lines y of the raw scan), the explanation and
+  the raw scan's DICOS URI.
 - `image_annotated` (sensor_msgs/Image rgb8, one row per scan line): the standard colour coding
   (organic orange, mixed green, metal blue, opaque black) with threat boxes in red and powder
   in magenta, for RViz and the officer.
@@ -96,9 +96,6 @@ class XrayInspection(Node):
                 "the shipped one of the scan's scanner model", read_only=True)
         declare(self, 'powder_model', 'fused', "Powder detector: 'fused' (transmission and "
                 "backscatter) or 'transmission'", read_only=True)
-        declare(self, 'uncovered_share', 0.5, "Share of the site's parcel contraband the X-ray "
-                'models do not cover (e.g. radioactive sources: the portals see them)',
-                minimum=0.0, maximum=0.99, read_only=True)
         declare(self, 'declaration_ttl', 7 * 86400.0, 'How long a declaration is kept for '
                 'its parcel, s', minimum=1.0, maximum=365 * 86400.0)
         declare(self, 'publish_annotated', True, 'Publish image_annotated')
@@ -136,8 +133,7 @@ class XrayInspection(Node):
             calibration = DualEnergyCalibration.load(path)
             self._inspectors[scanner_model] = Inspector(
                 calibration, self._detector, self._model,
-                self.get_parameter('powder_model').value,
-                uncovered=self.get_parameter('uncovered_share').value)
+                self.get_parameter('powder_model').value)
         return self._inspectors[scanner_model]
 
     def on_declaration(self, msg: Declaration):
