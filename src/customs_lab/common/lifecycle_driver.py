@@ -27,11 +27,22 @@ class ThreadedDriver(LifecycleNode):
     def _read_loop(self):
         raise NotImplementedError
 
+    def _run(self):
+        """Run the read loop; an error after the context went down (Ctrl-C) is the shutdown.
+
+        rclpy's signal handler shuts the context down before the node is destroyed and the
+        thread joined: a publish in between raises. That is no fault of the device's.
+        """
+        try:
+            self._read_loop()
+        except Exception:  # noqa: BLE001 - re-raised unless the process is shutting down
+            if self.context.ok() and not self._stop.is_set():
+                raise
+
     def on_activate(self, state) -> TransitionCallbackReturn:
         """Start the reader thread (it opens the link and keeps it open)."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._read_loop, name=self.thread_name,
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
         return super().on_activate(state)
 
