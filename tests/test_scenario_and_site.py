@@ -120,6 +120,10 @@ def test_rviz_view_matches_what_the_site_map_publishes():
     displays = {d['Class']: d for d in view['Displays']}
     assert displays['rviz_default_plugins/Map']['Topic']['Value'] == '/map'
     assert displays['rviz_default_plugins/Map']['Topic']['Durability Policy'] == 'Transient Local'
+    # the X-ray inspection's annotated image, on the topic the site launch gives it
+    image = displays['rviz_default_plugins/Image']['Topic']
+    assert image['Value'] == '/xray/parcel_xray_1/image_annotated'
+    assert image['Reliability Policy'] == 'Reliable'
     # every device frame hangs off the fixed frame, so the TF display can place it
     frames = static_transforms(load_site(ROOT / 'config' / 'site.yaml'))
     children = {child for _, child, _, _ in frames}
