@@ -105,7 +105,8 @@ INSPECTION_DELAY = 120.0  # s from a decision to inspect to the officer's result
 # site simulator's officers 4: the lanes, officers and tie-breaks of this benchmark
 LANE_STREAM, OFFICER_STREAM, TIE_STREAM = 101, 4, 102
 DEFAULT_DAYS = {'default': 30, 'smoke': 100}
-CATEGORIES = ('radioactive_source', 'narcotics')
+CATEGORIES = ('radioactive_source', 'narcotics', 'weapon', 'ammunition', 'undeclared_battery',
+              'explosive')  # printed first, in this order; any others follow
 
 
 # -- the world: scenario, history, held-out traffic ----------------------------------------
@@ -681,8 +682,9 @@ def report(world, parameters, rates, bins, feedback: bool):
         'labels': [labels_of(s) for s in traffic],
     }
     present = set().union(*truth['labels'])
-    truth['label_names'] = [c for c in CATEGORIES if c in present] + sorted(
-        n for n in present if ':' in n)
+    truth['label_names'] = ([c for c in CATEGORIES if c in present]
+                            + sorted(n for n in present if ':' not in n and n not in CATEGORIES)
+                            + sorted(n for n in present if ':' in n))
     history = world['history']
     print(f'\n=== scenario {world["name"]} (seed {world["seed"]}): {world["days"]} held-out '
           f'days ===')
