@@ -6,8 +6,9 @@ from spekpy and the detectors' response), protocol (the scanner's TCP/Unix-socke
 calibration (dark / air references and drift), assembly (lines into one scan per parcel), dicos
 (raw data as NEMA DICOS files), decomposition (dual-energy Zeff and the colour image),
 backscatter (low-density organic masses), segmentation (objects, mass), manifest (scan against
-the declaration), threats (the CNN threat detector; train_threats trains it).
-Nodes: the scanner driver (the X-ray inspection node that turns scans into Evidence is next).
+the declaration), threats (the CNN threat detector; train_threats trains it), inspection (all
+of them on one scan, and the parcel's evidence), scan_messages (scans to and from ROS messages).
+Nodes: the scanner driver, and the X-ray inspection that turns scans into Evidence.
 The simulator that plays the scanner (physics and the parcels' contents) lives in
 customs_lab.simulation.
 """
