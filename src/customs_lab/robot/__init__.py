@@ -1,6 +1,7 @@
 """The container inspection robot and its officer teleoperation (issue 6, being built).
 
 Cores (no rclpy): twist_mux (the velocity command multiplexer, twist_mux's semantics),
-teleop_keys (teleop_twist_keyboard's keys and speed steps). The robot's driver, safety,
+teleop_keys (teleop_twist_keyboard's keys and speed steps), tracks (the tracked base's ICR
+kinematics with skid and slip, encoder odometry). The robot's driver, safety,
 mapping and nodes are to come.
 """
