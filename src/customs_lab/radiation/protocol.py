@@ -54,19 +54,17 @@ import math
 import struct
 import zlib
 
-MAX_LINE = 16384  # bytes; a longer line without a terminator is discarded as garbage
+from customs_lab.common import ascii_lines
+from customs_lab.common.ascii_lines import (  # noqa: F401 (the protocol's names, as before)
+    MAX_LINE,
+    ProtocolError,
+    crc16_ccitt,
+    u32,
+    unwrap,
+    wrap,
+)
+
 MAX_CHANNELS = 16384  # of a spectrum
-
-
-def crc16_ccitt(data: bytes) -> int:
-    """Return the CRC-16/CCITT-FALSE of `data` (check value of b'123456789' is 0x29B1)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
 
 
 @dataclass(frozen=True)
@@ -183,13 +181,6 @@ def decode_counts(text: str) -> tuple[int, ...]:
     return struct.unpack(f'<{len(raw) // 4}I', raw)
 
 
-def _wrap(body: str) -> bytes:
-    if any(c in body for c in '$*\r\n'):
-        raise ValueError(f'reserved character in frame body: {body!r}')
-    raw = body.encode('ascii')
-    return b'$' + raw + b'*' + f'{crc16_ccitt(raw):04X}'.encode('ascii') + b'\r\n'
-
-
 def encode(frame: Frame) -> bytes:
     """Encode one frame as a terminated line."""
     if isinstance(frame, CountsFrame):
@@ -271,22 +262,7 @@ def encode(frame: Frame) -> bytes:
         fields = ['RPMQ', 'STATUS']
     else:
         raise TypeError(f'not a protocol frame: {frame!r}')
-    return _wrap(','.join(str(f) for f in fields))
-
-
-class ProtocolError(ValueError):
-    """A line that is not a valid frame; `kind` is 'crc', 'framing' or 'content'."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-def _u32(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 2**32:
-        raise ValueError(f'{value} out of the 32-bit range')
-    return value
+    return wrap(','.join(str(f) for f in fields))
 
 
 def _finite(text: str) -> float:
@@ -298,7 +274,7 @@ def _finite(text: str) -> float:
 
 def _channel(text: str) -> tuple[int, tuple[int, ...]]:
     gross, *windows = text.split(':')
-    return _u32(gross), tuple(_u32(w) for w in windows)
+    return u32(gross), tuple(u32(w) for w in windows)
 
 
 def _parse_counts(fields) -> CountsFrame:
@@ -307,7 +283,7 @@ def _parse_counts(fields) -> CountsFrame:
         tag, *values = fields[-1].split(':')
         if tag != 'N' or not values:
             raise ValueError(f'bad neutron field {fields[-1]!r}: expected N:n1:...:nm')
-        neutrons = tuple(_u32(v) for v in values)
+        neutrons = tuple(u32(v) for v in values)
         fields = fields[:-1]
     if len(fields) < 6:
         raise ValueError('a counts frame needs at least one channel')
@@ -320,9 +296,9 @@ def _parse_counts(fields) -> CountsFrame:
         raise ValueError('window counts exceed the gross count')
     occupied = {'0': False, '1': True}[fields[4]]
     return CountsFrame(
-        _u32(fields[1]),
-        _u32(fields[2]),
-        _u32(fields[3]) / 1000.0,
+        u32(fields[1]),
+        u32(fields[2]),
+        u32(fields[3]) / 1000.0,
         occupied,
         tuple(c for c, _ in channels),
         windows,
@@ -335,11 +311,11 @@ def _parse_spectrum(fields) -> SpectrumFrame:
         raise ValueError(f'unknown spectrum encoding {fields[7]!r}')
     _check_id(fields[3], 'detector id')
     return SpectrumFrame(
-        _u32(fields[1]),
-        _u32(fields[2]),
+        u32(fields[1]),
+        u32(fields[2]),
         fields[3],
-        _u32(fields[4]) / 1000.0,
-        _u32(fields[5]) / 1000.0,
+        u32(fields[4]) / 1000.0,
+        u32(fields[5]) / 1000.0,
         {'0': False, '1': True}[fields[6]],
         decode_counts(fields[8]),
     )
@@ -347,15 +323,15 @@ def _parse_spectrum(fields) -> SpectrumFrame:
 
 def _parse_detector_status(fields) -> DetectorStatusFrame:
     _check_id(fields[3], 'detector id')
-    channels = _u32(fields[7])
+    channels = u32(fields[7])
     if not 1 <= channels <= MAX_CHANNELS:
         raise ValueError(f'{channels} channels')
     gain, max_kev = _finite(fields[6]), _finite(fields[8])
     if gain <= 0 or max_kev <= 0:
         raise ValueError('gain and max_kev must be > 0')
     return DetectorStatusFrame(
-        _u32(fields[1]),
-        _u32(fields[2]),
+        u32(fields[1]),
+        u32(fields[2]),
         fields[3],
         _finite(fields[4]),
         _finite(fields[5]),
@@ -377,8 +353,8 @@ def _parse_status(fields) -> StatusFrame:
     if edges and (len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges))):
         raise ValueError(f'window edges must increase: {edges}')
     return StatusFrame(
-        _u32(fields[1]),
-        _u32(fields[2]),
+        u32(fields[1]),
+        u32(fields[2]),
         fields[3],
         fields[4],
         _finite(fields[5]),
@@ -391,16 +367,7 @@ def _parse_status(fields) -> StatusFrame:
 
 def parse_line(line: bytes) -> Frame:
     """Parse one line (with or without its terminator). Raise ProtocolError if it is not valid."""
-    line = line.strip(b'\r\n')
-    if not line.startswith(b'$') or len(line) < 7 or line[-5:-4] != b'*':
-        raise ProtocolError('framing', f'not a $...*CRC line: {line[:60]!r}')
-    body, crc_text = line[1:-5], line[-4:]
-    try:
-        crc = int(crc_text, 16)
-    except ValueError:
-        raise ProtocolError('framing', f'CRC is not hex: {crc_text!r}') from None
-    if crc != crc16_ccitt(body):
-        raise ProtocolError('crc', f'CRC mismatch on {body[:40]!r}')
+    body = unwrap(line)
     try:
         fields = body.decode('ascii').split(',')
         kind = fields[0]
@@ -411,8 +378,8 @@ def parse_line(line: bytes) -> Frame:
             if speed < 0:
                 raise ValueError(f'negative speed {speed}')
             return OccupancyFrame(
-                _u32(fields[1]),
-                _u32(fields[2]),
+                u32(fields[1]),
+                u32(fields[2]),
                 {'0': False, '1': True}[fields[3]],
                 fields[4],
                 speed,
@@ -436,45 +403,8 @@ def parse_line(line: bytes) -> Frame:
         raise ProtocolError('content', f'{error} in {body[:60]!r}') from None
 
 
-class LineDecoder:
-    """Split a byte stream into frames; count and remember what was wrong, lose no good frame."""
+class LineDecoder(ascii_lines.LineDecoder):
+    """Split the portal's byte stream into frames (common/ascii_lines.py: errors counted)."""
 
     def __init__(self):
-        self._buffer = bytearray()
-        self.errors = {'crc': 0, 'framing': 0, 'content': 0, 'overflow': 0}
-        self.last_error = ''
-
-    def feed(self, data: bytes) -> list[Frame]:
-        """Add bytes; return the frames completed by them, in order."""
-        self._buffer.extend(data)
-        frames = []
-        while True:
-            end = self._buffer.find(b'\n')
-            if end < 0:
-                if len(self._buffer) > MAX_LINE:
-                    self._record('overflow', f'{len(self._buffer)} bytes without a line end')
-                    # keep a possible frame start, drop the garbage before it
-                    start = self._buffer.rfind(b'$')
-                    del self._buffer[: start if start > 0 else len(self._buffer)]
-                return frames
-            line = bytes(self._buffer[: end + 1])
-            del self._buffer[: end + 1]
-            start = line.rfind(b'$')  # resynchronise: garbage before the last '$' is dropped
-            if start > 0:
-                self._record('framing', f'{start} garbage bytes before a frame')
-                line = line[start:]
-            if not line.strip():
-                continue
-            try:
-                frames.append(parse_line(line))
-            except ProtocolError as error:
-                self._record(error.kind, str(error))
-
-    def _record(self, kind: str, message: str):
-        self.errors[kind] += 1
-        self.last_error = message
-
-    @property
-    def error_count(self) -> int:
-        """Return the number of bad lines and garbage runs seen so far."""
-        return sum(self.errors.values())
+        super().__init__(parse_line)
