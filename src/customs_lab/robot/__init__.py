@@ -3,6 +3,7 @@
 Cores (no rclpy): twist_mux (the velocity command multiplexer, twist_mux's semantics),
 teleop_keys (teleop_twist_keyboard's keys and speed steps), tracks (the tracked base's ICR
 kinematics with skid and slip, encoder odometry), motor_protocol (the track motor controller's
-serial protocol, docs/protocols/robot_motor.md). The robot's driver, safety,
+serial protocol, docs/protocols/robot_motor.md), description (urdf/inspection_robot.urdf read as
+robot_state_publisher reads it: joints and their transforms). The robot's driver, safety,
 mapping and nodes are to come.
 """
