@@ -63,7 +63,7 @@ def test_driver_reads_frames_survives_corruption_and_reconnects(harness, tmp_pat
     assert [round(b - a, 6) for a, b in zip(stamps, stamps[1:], strict=False)] == [0.1] * 9
 
     # corrupt bytes between good lines: the bad line is counted, the good ones all arrive
-    os.write(firmware._master, b'$RPMC,99,1,100,0,5*0000\r\n\x00\x13garbage')
+    firmware.write_raw(b'$RPMC,99,1,100,0,5*0000\r\n\x00\x13garbage')
     for tick in range(5):
         firmware.send_counts(3000 + 100 * tick, 0.1, False, [1, 2])
     assert harness.spin_until(lambda: len(received) == 15, 5.0)
@@ -153,8 +153,8 @@ def test_driver_publishes_spectra_windows_and_a_status_per_spectrometer(harness,
         firmware.send_frame(1000 + 100 * tick, frame)
         if tick == 6:  # a spectrum line whose data is not Z32: counted, nothing else lost
             body = b'RPMG,77,1,nai_left,500,500,1,Z32,@@@@'
-            os.write(firmware._master,
-                     b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode() + b'\r\n')
+            firmware.write_raw(
+                b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode() + b'\r\n')
     assert harness.spin_until(lambda: len(counts) == 10 and len(spectra) == 2, 5.0)
     assert driver.decoder.errors['content'] == 1
     first = counts[0]
@@ -223,8 +223,8 @@ def test_driver_publishes_neutron_counts_and_reports_each_module(harness, tmp_pa
         firmware.send_frame(1000 + 100 * tick, frame(tick, tick % 3, 1, events=events))
         if tick == 4:  # a line whose neutron field is corrupt (its CRC is good): dropped whole
             body = b'RPMC,90,1450,100,1,31,40,N:1:x'
-            os.write(firmware._master,
-                     b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode() + b'\r\n')
+            firmware.write_raw(
+                b'$' + body + b'*' + f'{protocol.crc16_ccitt(body):04X}'.encode() + b'\r\n')
     # neutron counts the status line does not name: the gamma counts still arrive
     firmware.send_counts(2000, 0.1, False, [5, 6], neutrons=[7])
     assert harness.spin_until(lambda: len(counts) == 11, 5.0)

@@ -1,8 +1,8 @@
 """The firmware of a simulated radiation portal monitor, speaking its serial protocol on a pty.
 
-The simulator owns a pseudo-terminal pair per device and links its slave side at a stable path
-(e.g. <data_dir>/dev/portal_lane_1, like socat's `link=`). The driver opens that path with
-pyserial exactly as it would open /dev/ttyUSB0: it cannot tell the device is simulated.
+The simulator owns a pseudo-terminal per device, its slave linked at a stable path (e.g.
+<data_dir>/dev/portal_lane_1; simulation/pty_link.py). The driver opens that path with pyserial
+exactly as it would open /dev/ttyUSB0: it cannot tell the device is simulated.
 
 Its spectrometers drift as real ones do: the crystal's light yield and the photomultiplier's
 gain follow the temperature (each SpectrometerSpec's gain_temperature_coefficient, about
@@ -16,13 +16,11 @@ becomes the device's, announced at once by a status line). Their counts go in ea
 a device without modules speaks protocol v2.
 """
 
-import errno
 import math
-import os
 import pathlib
-import tty
 
 from customs_lab.radiation import protocol
+from customs_lab.simulation.pty_link import PtyLink
 
 CALIBRATION_C = 20.0
 DAILY_MEAN_C, DAILY_SWING_C = 20.0, 8.0
@@ -60,32 +58,24 @@ class RpmFirmware:
         self._spectrum_occupied = False
         self._seq = 0
         self._decoder = protocol.LineDecoder()
-        self.dropped_lines = 0
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no echo, no line discipline: a plain byte pipe
-        os.set_blocking(self._master, False)
-        self.link_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.link_path.is_symlink() or self.link_path.exists():
-            self.link_path.unlink()
-        self.link_path.symlink_to(os.ttyname(self._slave))
+        self._link = PtyLink(self.link_path)
 
     def _next_seq(self) -> int:
         seq = self._seq
         self._seq = (self._seq + 1) % 2**32
         return seq
 
+    @property
+    def dropped_lines(self) -> int:
+        """Return the lines that did not fit (the host does not read: the buffer is full)."""
+        return self._link.dropped
+
     def _send(self, frame):
-        line = protocol.encode(frame)
-        try:
-            written = os.write(self._master, line)
-            if written != len(line):
-                self.dropped_lines += 1
-        except BlockingIOError:
-            self.dropped_lines += 1  # the host does not read: the device's buffer is full
-        except OSError as error:
-            if error.errno != errno.EIO:
-                raise
-            self.dropped_lines += 1
+        self._link.write(protocol.encode(frame))
+
+    def write_raw(self, data: bytes):
+        """Write bytes to the line as they are (tests: corrupt frames, garbage)."""
+        self._link.write(data)
 
     def update_temperature(self, t: float) -> float:
         """Set and return the enclosure temperature at sim time t (s)."""
@@ -201,11 +191,7 @@ class RpmFirmware:
 
     def poll_host(self, ticks_ms: int):
         """Read what the host sent and answer it (a status request gets a status line)."""
-        try:
-            data = os.read(self._master, 4096)
-        except (BlockingIOError, OSError):
-            return
-        for frame in self._decoder.feed(data):
+        for frame in self._decoder.feed(self._link.read()):
             if isinstance(frame, protocol.StatusRequest):
                 self.send_status(ticks_ms)
             elif isinstance(frame, protocol.SetGain) and frame.detector_id in self.gain_settings:
@@ -214,9 +200,4 @@ class RpmFirmware:
 
     def close(self):
         """Remove the link and close the pty."""
-        try:
-            if self.link_path.is_symlink():
-                self.link_path.unlink()
-        finally:
-            os.close(self._master)
-            os.close(self._slave)
+        self._link.close()
