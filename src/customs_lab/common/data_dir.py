@@ -35,3 +35,13 @@ def data_dir(explicit: str = '') -> pathlib.Path:
     path = path.expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def serial_device(port: str, data_directory: str = '') -> str:
+    """Return a serial device's path: absolute as given, or a name under <data_dir>/dev.
+
+    The simulators link their devices' pseudo-terminals under <data_dir>/dev/<name>.
+    """
+    if port.startswith('/'):
+        return port
+    return str(data_dir(data_directory) / 'dev' / port)

@@ -8,9 +8,11 @@ is set) and their lifecycle callbacks (calling `_stop_thread` where they must). 
 as a lifecycle manager would.
 """
 
+import pathlib
 import threading
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+import serial
 
 
 class ThreadedDriver(LifecycleNode):
@@ -61,6 +63,24 @@ class ThreadedDriver(LifecycleNode):
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             self._thread = None
+
+
+def open_serial(port: str, baudrate: int, greeting: bytes = b'', timeout: float = 0.1):
+    """Open a serial device and send `greeting`; return (link or None, what went wrong).
+
+    A missing device (a USB adapter unplugged, a simulator not started) and a port that fails
+    to open are reported, not raised: the drivers retry.
+    """
+    if not pathlib.Path(port).exists():
+        return None, f'{port} does not exist'
+    try:
+        link = serial.Serial(port, baudrate, timeout=timeout)
+        link.reset_input_buffer()
+        if greeting:
+            link.write(greeting)
+    except (serial.SerialException, OSError) as error:
+        return None, f'cannot open {port}: {error}'
+    return link, ''
 
 
 def autostart(node: ThreadedDriver):

@@ -21,7 +21,6 @@ and activates itself, as a lifecycle manager would.
 """
 
 import math
-import pathlib
 import time
 
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -30,21 +29,14 @@ from rclpy.time import Time
 import serial
 
 from customs_interfaces.msg import GammaSpectrum, RadiationCounts
-from customs_lab.common.data_dir import data_dir
-from customs_lab.common.lifecycle_driver import ThreadedDriver, autostart
+from customs_lab.common.data_dir import serial_device
+from customs_lab.common.lifecycle_driver import ThreadedDriver, autostart, open_serial
 from customs_lab.common.node_support import Diagnostics, declare, run_node, subject_to_msg
 from customs_lab.common.subjects import Subject, SubjectKind
 from customs_lab.radiation import protocol
 
 ERROR_HOLD = 5.0  # s a bad line or lost frame keeps the device's status at WARN
 SPECTRUM_SILENCE = 5.0  # wall s without a spectrum before a known spectrometer is reported silent
-
-
-def resolve_port(port: str, data_directory: str = '') -> str:
-    """Return the device path: absolute as given, or a name under <data_dir>/dev (simulators)."""
-    if port.startswith('/'):
-        return port
-    return str(data_dir(data_directory) / 'dev' / port)
 
 
 class RpmDriver(ThreadedDriver):
@@ -109,7 +101,7 @@ class RpmDriver(ThreadedDriver):
             self.get_logger().error(f'subject_kind must be container or parcel, not {kind!r}')
             return TransitionCallbackReturn.FAILURE
         self.subject_kind = SubjectKind.CONTAINER if kind == 'container' else SubjectKind.PARCEL
-        self.port = resolve_port(get('port').value, get('data_dir').value)
+        self.port = serial_device(get('port').value, get('data_dir').value)
         self.baudrate = get('baudrate').value
         self.sensor_id = get('sensor_id').value
         self.frame_id = get('frame_id').value
@@ -198,17 +190,11 @@ class RpmDriver(ThreadedDriver):
             link.close()
 
     def _open(self):
-        if not pathlib.Path(self.port).exists():
-            self._link_state = f'{self.port} does not exist'
-            self._report(f'device missing: {self.port} (retrying)', Diagnostics.ERROR)
-            return None
-        try:
-            link = serial.Serial(self.port, self.baudrate, timeout=0.1)
-            link.reset_input_buffer()
-            link.write(protocol.encode(protocol.StatusRequest()))
-        except (serial.SerialException, OSError) as error:
-            self._link_state = f'open failed: {error}'
-            self._report(f'cannot open {self.port}: {error} (retrying)', Diagnostics.ERROR)
+        link, problem = open_serial(self.port, self.baudrate,
+                                    protocol.encode(protocol.StatusRequest()))
+        if link is None:
+            self._link_state = problem
+            self._report(f'{problem} (retrying)', Diagnostics.ERROR)
             return None
         self.stats['reconnects'] += 1
         self._link_state = 'open'
