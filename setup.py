@@ -50,6 +50,7 @@ setup(
             'xray_driver = customs_lab.xray.xray_driver_node:main',
             'xray_inspection = customs_lab.xray.xray_inspection_node:main',
             'robot_driver = customs_lab.robot.robot_driver_node:main',
+            'twist_mux = customs_lab.robot.twist_mux_node:main',
             'risk_fusion = customs_lab.fusion.risk_fusion_node:main',
             'clearance_bridge = customs_lab.clearance.clearance_bridge_node:main',
             'site_map = customs_lab.site.site_map_node:main',

@@ -5,6 +5,7 @@ teleop_keys (teleop_twist_keyboard's keys and speed steps), tracks (the tracked 
 kinematics with skid and slip, encoder odometry), motor_protocol (the track motor controller's
 serial protocol, docs/protocols/robot_motor.md), description (urdf/inspection_robot.urdf read as
 robot_state_publisher reads it: joints and their transforms).
-Nodes: robot_driver (the motor controller, odometry, TF, the description). The multiplexer and
-teleop nodes, safety, the gas sensor, mapping and the inspection action are to come.
+Nodes: robot_driver (the motor controller, odometry, TF, the description), twist_mux (the
+multiplexer). The keyboard teleop node, safety, the gas sensor, mapping and the inspection
+action are to come.
 """
