@@ -51,6 +51,7 @@ setup(
             'xray_inspection = customs_lab.xray.xray_inspection_node:main',
             'robot_driver = customs_lab.robot.robot_driver_node:main',
             'twist_mux = customs_lab.robot.twist_mux_node:main',
+            'teleop_keyboard = customs_lab.robot.teleop_keyboard_node:main',
             'risk_fusion = customs_lab.fusion.risk_fusion_node:main',
             'clearance_bridge = customs_lab.clearance.clearance_bridge_node:main',
             'site_map = customs_lab.site.site_map_node:main',

@@ -6,6 +6,7 @@ kinematics with skid and slip, encoder odometry), motor_protocol (the track moto
 serial protocol, docs/protocols/robot_motor.md), description (urdf/inspection_robot.urdf read as
 robot_state_publisher reads it: joints and their transforms).
 Nodes: robot_driver (the motor controller, odometry, TF, the description), twist_mux (the
-multiplexer). The keyboard teleop node, safety, the gas sensor, mapping and the inspection
-action are to come.
+multiplexer), teleop_keyboard (the officer's keyboard). Safety (geofence, obstacles), the gas
+sensor, the container simulation, mapping, the inspection action and the launch file are to
+come.
 """
