@@ -65,6 +65,18 @@ def unwrap(line: bytes) -> bytes:
     return body
 
 
+def parse_fields(line: bytes, parse):
+    """Unwrap a line and return parse(its comma-separated fields); a bad field is ProtocolError.
+
+    parse(fields) raises ValueError, KeyError or IndexError on content it cannot accept.
+    """
+    body = unwrap(line)
+    try:
+        return parse(body.decode('ascii').split(','))
+    except (ValueError, KeyError, IndexError, UnicodeDecodeError) as error:
+        raise ProtocolError('content', f'{error} in {body[:60]!r}') from None
+
+
 class LineDecoder:
     """Split a byte stream into frames with `parse_line`; count and remember what was wrong."""
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import math
 
 from customs_lab.common import ascii_lines
-from customs_lab.common.ascii_lines import ProtocolError, u32, unwrap, wrap
+from customs_lab.common.ascii_lines import ProtocolError, parse_fields, u32, wrap  # noqa: F401
 
 BUMPER_BITS = {'front': 1, 'rear': 2, 'left': 4, 'right': 8}
 ESTOP_STATES = ('released', 'pressed', 'latched')
@@ -181,37 +181,36 @@ def encode(frame: Frame) -> bytes:
 
 def parse_line(line: bytes) -> Frame:
     """Parse one line (with or without its terminator); ProtocolError if it is not valid."""
-    body = unwrap(line)
-    try:
-        fields = body.decode('ascii').split(',')
-        kind, count = fields[0], len(fields)
-        if kind == 'TRKE' and count == 5:
-            return EncoderFrame(*(u32(f) for f in fields[1:]))
-        if kind == 'TRKS' and count == 9:
-            return StatusFrame(
-                u32(fields[1]), u32(fields[2]), _number(fields[3], 0.0, 100.0, 'battery_v'),
-                _number(fields[4], 0.0, 1.0, 'soc'), _integer(fields[5], 0, 15, 'bumpers'),
-                _integer(fields[6], 0, len(ESTOP_STATES) - 1, 'estop'),
-                _integer(fields[7], 0, 7, 'flags'), _number(fields[8], -50.0, 200.0, 'temp_c'))
-        if kind == 'TRKI' and count == 9:
-            return IdentFrame(
-                u32(fields[1]), u32(fields[2]), fields[3], fields[4], fields[5],
-                _integer(fields[6], 1, 2**24, 'ticks_per_rev'),
-                _integer(fields[7], 10, 10000, 'watchdog_ms'),
-                _integer(fields[8], 1, MAX_SPEED_MMPS, 'max_speed_mmps'))
-        if kind == 'TRKA' and count == 6:
-            result = {'OK': True, 'REFUSED': False}[fields[4]]
-            return AckFrame(u32(fields[1]), u32(fields[2]), fields[3], result, fields[5])
-        if kind == 'TRKV' and count == 3:
-            return SpeedCommand(
-                *(_integer(f, -MAX_SPEED_MMPS, MAX_SPEED_MMPS, 'speed') for f in fields[1:]))
-        if kind == 'TRKR' and fields[1:] == ['ESTOP']:
-            return ResetEstop()
-        if kind == 'TRKQ' and count == 2 and fields[1] in ('IDENT', 'STATUS'):
-            return Query(fields[1])
-        raise ValueError(f'unknown frame type or field count: {kind} ({count} fields)')
-    except (ValueError, KeyError, IndexError, UnicodeDecodeError) as error:
-        raise ProtocolError('content', f'{error} in {body[:60]!r}') from None
+    return parse_fields(line, _parse)
+
+
+def _parse(fields) -> Frame:
+    kind, count = fields[0], len(fields)
+    if kind == 'TRKE' and count == 5:
+        return EncoderFrame(*(u32(f) for f in fields[1:]))
+    if kind == 'TRKS' and count == 9:
+        return StatusFrame(
+            u32(fields[1]), u32(fields[2]), _number(fields[3], 0.0, 100.0, 'battery_v'),
+            _number(fields[4], 0.0, 1.0, 'soc'), _integer(fields[5], 0, 15, 'bumpers'),
+            _integer(fields[6], 0, len(ESTOP_STATES) - 1, 'estop'),
+            _integer(fields[7], 0, 7, 'flags'), _number(fields[8], -50.0, 200.0, 'temp_c'))
+    if kind == 'TRKI' and count == 9:
+        return IdentFrame(
+            u32(fields[1]), u32(fields[2]), fields[3], fields[4], fields[5],
+            _integer(fields[6], 1, 2**24, 'ticks_per_rev'),
+            _integer(fields[7], 10, 10000, 'watchdog_ms'),
+            _integer(fields[8], 1, MAX_SPEED_MMPS, 'max_speed_mmps'))
+    if kind == 'TRKA' and count == 6:
+        result = {'OK': True, 'REFUSED': False}[fields[4]]
+        return AckFrame(u32(fields[1]), u32(fields[2]), fields[3], result, fields[5])
+    if kind == 'TRKV' and count == 3:
+        return SpeedCommand(
+            *(_integer(f, -MAX_SPEED_MMPS, MAX_SPEED_MMPS, 'speed') for f in fields[1:]))
+    if kind == 'TRKR' and fields[1:] == ['ESTOP']:
+        return ResetEstop()
+    if kind == 'TRKQ' and count == 2 and fields[1] in ('IDENT', 'STATUS'):
+        return Query(fields[1])
+    raise ValueError(f'unknown frame type or field count: {kind} ({count} fields)')
 
 
 class LineDecoder(ascii_lines.LineDecoder):
