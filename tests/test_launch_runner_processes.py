@@ -173,6 +173,25 @@ def test_cli_errors_show_args_and_print(tmp_path):
     assert printed.returncode == 0 and 'param x = 4' in printed.stdout
 
 
+def test_run_starts_one_executable_of_a_package_as_ros2_run_does(tmp_path):
+    prefix = make_prefix(tmp_path)
+    env = environ_with(prefix, PYTHONPATH=str(ROOT / 'src'))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, '-m', 'customs_lab.cli', 'run', *args],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    result = cli('demo_pkg', 'node', '--exit-after', '0', '--code', '3', '--ros-args', '-r',
+                 'cmd_vel:=/robot/teleop/cmd_vel')
+    assert result.returncode == 3  # the node's own exit status: the CLI became the node
+    assert json.loads(result.stdout.split('argv ', 1)[1].splitlines()[0]) == [
+        '--exit-after', '0', '--code', '3', '--ros-args', '-r', 'cmd_vel:=/robot/teleop/cmd_vel']
+    missing = cli('demo_pkg', 'teleop')
+    assert missing.returncode == 2 and "no executable 'teleop'" in missing.stderr
+    assert 'available: node' in missing.stderr
+    assert cli('demo_pkg').returncode == 2 and cli('-h').returncode == 0
+
+
 RCLPY_NODE = textwrap.dedent("""\
     import sys
     import rclpy

@@ -1,6 +1,8 @@
 """The `customs-lab` command.
 
     customs-lab launch FILE [name:=value ...]   run a launch file (docs/LAUNCH.md)
+    customs-lab run PKG EXECUTABLE [args ...]   run one node, as `ros2 run` does (e.g. the
+                                                officer's keyboard teleop in a terminal)
     customs-lab db status|migrate|verify-audit  the clearance database (customs-lab db -h)
     customs-lab risk fit|show                   the declaration risk model (customs-lab risk -h)
 
@@ -19,6 +21,8 @@ from customs_lab.launch_runner.runner import Runner
 from customs_lab.launch_runner.xml_source import LaunchError
 
 USAGE_ERROR = 2
+RUN_USAGE = ('usage: customs-lab run PKG EXECUTABLE [args ...]   (e.g. customs-lab run '
+             'customs_lab teleop_keyboard --ros-args -r cmd_vel:=/robot/teleop/cmd_vel)')
 
 
 def _split_arguments(values):
@@ -129,16 +133,36 @@ def launch(argv) -> int:
     return runner.run()
 
 
+def run(argv) -> int:
+    """Run `customs-lab run PKG EXECUTABLE [args]`: replace this process with the node."""
+    if argv[:1] in (['-h'], ['--help']):
+        print(RUN_USAGE)
+        return 0
+    if len(argv) < 2:
+        print(RUN_USAGE, file=sys.stderr)
+        return USAGE_ERROR
+    package, name, rest = argv[0], argv[1], argv[2:]
+    try:
+        path = ament.executable(package, name)
+    except ament.PackageNotFoundError as error:
+        print(f'customs-lab run: error: {error}', file=sys.stderr)
+        return USAGE_ERROR
+    os.execv(path, [path, *rest])
+    return 0  # not reached
+
+
 def main(argv=None) -> int:
     """Entry point of `customs-lab`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(__doc__.strip())
-        print('\nusage: customs-lab launch|db|risk ...   (customs-lab COMMAND -h)')
+        print('\nusage: customs-lab launch|run|db|risk ...   (customs-lab COMMAND -h)')
         return 0 if argv else USAGE_ERROR
     command, rest = argv[0], argv[1:]
     if command == 'launch':
         return launch(rest)
+    if command == 'run':
+        return run(rest)
     if command == 'db':
         from customs_lab.clearance.cli import main as database_main  # SQLAlchemy only when used
 
@@ -147,7 +171,7 @@ def main(argv=None) -> int:
         from customs_lab.fusion.cli import main as risk_main
 
         return risk_main(rest)
-    print(f"customs-lab: unknown command '{command}' (commands: launch, db, risk)",
+    print(f"customs-lab: unknown command '{command}' (commands: launch, run, db, risk)",
           file=sys.stderr)
     return USAGE_ERROR
 
